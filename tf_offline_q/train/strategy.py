@@ -1,0 +1,42 @@
+"""The tf.distribute strategy of a run: TPU, mirrored GPUs, CPU, or multi-worker."""
+import json
+import os
+
+import tensorflow as tf
+from tf_agents.train.utils import strategy_utils
+
+
+def num_workers_in_tf_config() -> int:
+  """Number of worker/chief tasks in `TF_CONFIG` (0 when unset)."""
+  raw = os.environ.get('TF_CONFIG')
+  if not raw:
+    return 0
+  try:
+    cluster = json.loads(raw).get('cluster', {})
+  except json.JSONDecodeError as e:
+    raise ValueError(f'TF_CONFIG is not valid JSON: {e}') from e
+  return len(cluster.get('worker', [])) + len(cluster.get('chief', []))
+
+
+def make_strategy(tpu=None, use_gpu=False) -> tf.distribute.Strategy:
+  """`MultiWorkerMirroredStrategy` when `TF_CONFIG` names several workers,
+  else TF-Agents' choice: `TPUStrategy` (`tpu`), `MirroredStrategy` over the
+  GPUs (`use_gpu`), or the default (CPU) strategy."""
+  if num_workers_in_tf_config() > 1:
+    return tf.distribute.MultiWorkerMirroredStrategy()
+  return strategy_utils.get_strategy(tpu, use_gpu)
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+  """True for the one task that writes checkpoints, summaries and evaluations."""
+  resolver = getattr(strategy, 'cluster_resolver', None)
+  if resolver is None or not resolver.task_type:
+    return True
+  return resolver.task_type == 'chief' or (
+      resolver.task_type == 'worker' and resolver.task_id == 0 and
+      'chief' not in resolver.cluster_spec().as_dict())
+
+
+def task_index(strategy: tf.distribute.Strategy) -> int:
+  resolver = getattr(strategy, 'cluster_resolver', None)
+  return int(resolver.task_id or 0) if resolver is not None and resolver.task_type else 0
