@@ -93,6 +93,7 @@ class CqlC51Agent(categorical_dqn_agent.CategoricalDqnAgent):
     self._double_dqn = double_dqn
     self._dr3_weight = dr3_weight
     self._global_norm_clip = gradient_clipping
+    self._target_update_period = target_update_period
     super().__init__(
         time_step_spec, action_spec, categorical_q_network,
         optimizer if optimizer is not None else tf.keras.optimizers.Adam(learning_rate),

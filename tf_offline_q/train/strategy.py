@@ -40,3 +40,16 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
 def task_index(strategy: tf.distribute.Strategy) -> int:
   resolver = getattr(strategy, 'cluster_resolver', None)
   return int(resolver.task_id or 0) if resolver is not None and resolver.task_type else 0
+
+
+def describe(strategy: tf.distribute.Strategy) -> str:
+  """'MultiWorkerMirroredStrategy with 2 replica(s)' (public class names)."""
+  name = type(strategy).__name__
+  # tf.distribute exports some strategies under names other than their classes'.
+  for cls, public in ((tf.distribute.MultiWorkerMirroredStrategy, 'MultiWorkerMirroredStrategy'),
+                      (tf.distribute.MirroredStrategy, 'MirroredStrategy'),
+                      (tf.distribute.TPUStrategy, 'TPUStrategy')):
+    if isinstance(strategy, cls):
+      name = public
+      break
+  return f'{name} with {strategy.num_replicas_in_sync} replica(s)'

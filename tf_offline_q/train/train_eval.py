@@ -118,9 +118,7 @@ def _trim_eval_records(run_dir: str, step: int):
   records = evaluation.read_eval_records(run_dir)
   kept = [r for r in records if r['step'] <= step]
   if len(kept) != len(records):
-    os.remove(path)
-    for record in kept:
-      evaluation.append_eval_record(run_dir, record)
+    evaluation.write_eval_records(run_dir, kept)
 
 
 @gin.configurable(denylist=['root_dir', 'strategy'])
@@ -175,7 +173,8 @@ def train_eval(root_dir: str,
     eval_interval: updates between evaluations (paper: 62,500); 0 = never.
     eval_steps, eval_max_episodes: evaluation budget (paper: 125K steps).
     eval_epsilon, sticky_action_prob, max_episode_frames: evaluation protocol.
-    checkpoint_interval, policy_save_interval, summary_interval: in updates.
+    checkpoint_interval, policy_save_interval, summary_interval: in updates
+      (policy_save_interval 0: no policy export).
     jit_compile: compile the train step with XLA.
     seed: TF / numpy seed of the run.
     method: name of the run's method in reports (default derived).
@@ -191,6 +190,8 @@ def train_eval(root_dir: str,
   game = atari.canonical_game_name(game)
   strategy = strategy or tf.distribute.get_strategy()
   chief = strategy_lib.is_chief(strategy)
+  print(f'{game} {agent_type} {backbone}/{aggregation} ({variant}) under '
+        f'{strategy_lib.describe(strategy)}', flush=True)
   # Non-chief workers write their files apart from the chief's.
   run_dir = root_dir if chief else os.path.join(root_dir, f'worker_{strategy_lib.task_index(strategy)}')
   tf.io.gfile.makedirs(run_dir)
@@ -219,11 +220,18 @@ def train_eval(root_dir: str,
     train_step = tf.Variable(0, dtype=tf.int64, trainable=False, name='train_step')
     agent = make_agent(agent_type, time_step_spec, action_spec, backbone, variant, aggregation,
                        feature_normalization, n_step, train_step)
-  agent.train = common.function(agent.train, jit_compile=jit_compile)
+  if jit_compile:
+    # The Learner already runs the train step in a tf.function; XLA needs a
+    # function of its own, which cannot hold a cross-replica all-reduce.
+    if strategy.num_replicas_in_sync > 1:
+      raise ValueError('train_eval.jit_compile=True needs a single replica per worker '
+                       f'(got {strategy.num_replicas_in_sync}); TPUStrategy compiles with XLA '
+                       'without it')
+    agent.train = common.function(agent.train, jit_compile=True)
 
   saved_model_dir = os.path.join(run_dir, 'policies')
   learner_triggers = []
-  if chief:
+  if chief and policy_save_interval:
     learner_triggers.append(triggers.PolicySavedModelTrigger(
         saved_model_dir, agent, train_step, interval=policy_save_interval))
   learner = learner_lib.Learner(
