@@ -1,0 +1,171 @@
+r"""Plays a saved policy on Atari with the paper's evaluation protocol.
+
+Loads a TF-Agents `PolicySaver` SavedModel, plays it on each game with sticky
+actions (0.25), the full action set, DQN preprocessing, epsilon-greedy
+(epsilon 0.001) for a budget of 125,000 agent steps per game (the episode in
+progress at the end of the budget is finished, as in Dopamine), and writes the
+per-episode returns as JSON (atomically; rewritten after every game):
+
+  {"policy_dir": ..., "train_step": int | null,
+   "protocol": {"num_steps": 125000, "epsilon": 0.001, ...},
+   "results": {"Pong": {"returns": [...], "lengths": [...], "num_episodes": n,
+                        "num_steps": n, "mean_return": x, "normalized": x}},
+   "iqm_normalized": x}
+
+`normalized` is the DQN-normalised mean return (random 0, DQN-Replay 1.0);
+`iqm_normalized` is the IQM across the evaluated Table 3 games (one run).
+
+Flags are defined by `define_flags()` only when this file runs as a script, so
+tests can import it and call `evaluate_saved_policy` directly.
+
+Usage:
+  python launch/evaluate.py --policy_dir=runs/pong_vit_0/policies/greedy \
+      --games=Pong,Breakout --output=runs/pong_vit_0/final_eval.json
+"""
+import os
+import sys
+import time
+
+from absl import app
+from absl import flags
+from absl import logging
+import numpy as np
+
+from tf_offline_q.envs import atari
+from tf_offline_q.eval import evaluation
+from tf_offline_q.eval import metrics
+
+FLAGS = flags.FLAGS
+
+
+def define_flags():
+  """Defines the command-line flags (when run as a script, not on import)."""
+  flags.DEFINE_string('policy_dir', None,
+                      'A TF-Agents PolicySaver SavedModel directory.')
+  flags.DEFINE_multi_string(
+      'games', list(atari.GAMES),
+      'Games to play (repeatable, or comma-separated). Default: the paper\'s '
+      'five.')
+  flags.DEFINE_integer('num_steps', evaluation.EVAL_STEPS,
+                       'Agent-step budget per game (the last episode is '
+                       'finished).')
+  flags.DEFINE_float('epsilon', evaluation.EVAL_EPSILON,
+                     'Epsilon-greedy exploration on top of the policy.')
+  flags.DEFINE_float('sticky_action_prob', 0.25,
+                     'ALE repeat_action_probability.')
+  flags.DEFINE_integer('seed', 0, 'Seed of the environments and exploration.')
+  flags.DEFINE_string('output', None, 'JSON file to write the returns to.')
+  flags.DEFINE_integer('max_episodes', None,
+                       'Optionally stop a game after this many episodes.')
+  flags.DEFINE_integer('max_episode_frames', 108_000,
+                       'Raw-frame cap per episode (paper: 108000). Lower only '
+                       'for smoke tests.')
+  flags.DEFINE_bool('full_action_space', True,
+                    'Use the 18-action ALE set (the DQN-Replay setting).')
+
+
+
+def parse_games(values):
+  """Canonical game names from repeatable / comma-separated flag values."""
+  games = []
+  for value in values:
+    for name in value.split(','):
+      if name.strip():
+        game = atari.canonical_game_name(name)
+        if game not in games:
+          games.append(game)
+  if not games:
+    raise ValueError('--games is empty')
+  return games
+
+
+def evaluate_saved_policy(policy_dir, games, output, num_steps, epsilon,
+                          sticky_action_prob, seed, max_episodes=None,
+                          max_episode_frames=108_000, full_action_space=True):
+  """Evaluates the policy in `policy_dir` on `games`; writes and returns JSON."""
+  if not output:
+    raise ValueError('--output is required')
+  policy = evaluation.load_saved_policy(policy_dir)
+  try:
+    train_step = int(policy.get_train_step())
+  except Exception:  # pylint: disable=broad-except
+    train_step = None
+  report = {
+      'policy_dir': os.path.abspath(policy_dir),
+      'train_step': train_step,
+      'protocol': {
+          'num_steps': num_steps, 'epsilon': epsilon,
+          'sticky_action_prob': sticky_action_prob, 'seed': seed,
+          'max_episodes': max_episodes,
+          'max_episode_frames': max_episode_frames,
+          'full_action_space': full_action_space,
+          'finish_last_episode': True,
+      },
+      'results': {},
+      'iqm_normalized': None,
+  }
+  for game in games:
+    start = time.time()
+    env = atari.make_atari_env(
+        game, sticky_action_prob=sticky_action_prob,
+        full_action_space=full_action_space,
+        max_episode_frames=max_episode_frames, seed=seed)
+    try:
+      result = evaluation.evaluate_policy(
+          policy, env, num_steps=num_steps, epsilon=epsilon,
+          max_episodes=max_episodes, seed=seed)
+    finally:
+      env.close()
+    record = evaluation.make_eval_record(game, train_step or 0, result)
+    report['results'][game] = {
+        'returns': record['returns'],
+        'lengths': record['lengths'],
+        'num_episodes': result.num_episodes,
+        'num_steps': result.num_steps,
+        'mean_return': record['mean_return'],
+        'normalized': record['normalized'],
+    }
+    scores = [r['normalized'] for r in report['results'].values()
+              if r['normalized'] is not None]
+    if scores:
+      report['iqm_normalized'] = metrics.iqm(np.asarray(scores)[None, :])
+    evaluation.atomic_write_json(output, report)
+    elapsed = time.time() - start
+    logging.info('%s: %d episodes, %d steps in %.0fs (%.0f steps/s), mean '
+                 'return %.2f', game, result.num_episodes, result.num_steps,
+                 elapsed, result.num_steps / max(elapsed, 1e-9),
+                 result.mean_return)
+    normalized = record['normalized']
+    print(f'{game}: mean return {result.mean_return:.2f} over '
+          f'{result.num_episodes} episodes ({result.num_steps} steps)' +
+          (f', DQN-normalised {normalized:.3f}' if normalized is not None
+           else ''), flush=True)
+  return report
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  if not FLAGS.policy_dir:
+    raise app.UsageError('--policy_dir is required')
+  if not FLAGS.output:
+    raise app.UsageError('--output is required')
+  try:
+    games = parse_games(FLAGS.games)
+    report = evaluate_saved_policy(
+        FLAGS.policy_dir, games, FLAGS.output, num_steps=FLAGS.num_steps,
+        epsilon=FLAGS.epsilon, sticky_action_prob=FLAGS.sticky_action_prob,
+        seed=FLAGS.seed, max_episodes=FLAGS.max_episodes,
+        max_episode_frames=FLAGS.max_episode_frames,
+        full_action_space=FLAGS.full_action_space)
+  except ValueError as e:
+    sys.exit(f'evaluate.py: error: {e}')
+  if report['iqm_normalized'] is not None:
+    print(f'IQM DQN-normalised over {len(report["results"])} game(s): '
+          f'{report["iqm_normalized"]:.3f}')
+  print(f'Wrote {FLAGS.output}')
+
+
+if __name__ == '__main__':
+  define_flags()
+  app.run(main)
