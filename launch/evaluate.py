@@ -60,8 +60,9 @@ def define_flags():
   flags.DEFINE_integer('max_episode_frames', 108_000,
                        'Raw-frame cap per episode (paper: 108000). Lower only '
                        'for smoke tests.')
-  flags.DEFINE_bool('full_action_space', True,
-                    'Use the 18-action ALE set (the DQN-Replay setting).')
+  flags.DEFINE_bool('full_action_space', None,
+                    'Use the 18-action ALE set; default: the set the policy was '
+                    'trained with (18 actions -> full set, else the minimal set).')
 
 
 
@@ -81,11 +82,18 @@ def parse_games(values):
 
 def evaluate_saved_policy(policy_dir, games, output, num_steps, epsilon,
                           sticky_action_prob, seed, max_episodes=None,
-                          max_episode_frames=108_000, full_action_space=True):
-  """Evaluates the policy in `policy_dir` on `games`; writes and returns JSON."""
+                          max_episode_frames=108_000, full_action_space=None):
+  """Evaluates the policy in `policy_dir` on `games`; writes and returns JSON.
+
+  `full_action_space=None` takes the full set for an 18-action policy and the
+  game's minimal set otherwise.
+  """
   if not output:
     raise ValueError('--output is required')
   policy = evaluation.load_saved_policy(policy_dir)
+  if full_action_space is None:
+    spec = policy.action_spec
+    full_action_space = int(spec.maximum) - int(spec.minimum) + 1 == 18
   try:
     train_step = int(policy.get_train_step())
   except Exception:  # pylint: disable=broad-except

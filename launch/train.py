@@ -43,13 +43,19 @@ def parse_gin(gin_files, gin_bindings):
     if not os.path.exists(path):
       raise FileNotFoundError(f'gin file {name!r} not found (nor in {os.path.normpath(GIN_DIR)})')
     files.append(path)
-  gin.parse_config_files_and_bindings(files, gin_bindings)
+  verbosity = logging.get_verbosity()
+  logging.set_verbosity(logging.FATAL)  # gin logs an error for every include it looks up
+  try:
+    gin.parse_config_files_and_bindings(files, gin_bindings)
+  finally:
+    logging.set_verbosity(verbosity)
 
 
 def main(argv):
   del argv
   if not FLAGS['verbosity'].present:
-    logging.set_verbosity(logging.WARNING)  # TF-Agents' INFO lines drown the progress lines.
+    # TF-Agents' INFO and SavedModel WARNING lines drown the progress lines.
+    logging.set_verbosity(logging.ERROR)
   try:
     parse_gin(FLAGS.gin_file, FLAGS.gin_bindings)
     strategy = strategy_lib.make_strategy(FLAGS.tpu, FLAGS.use_gpu)

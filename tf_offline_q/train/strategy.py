@@ -44,7 +44,7 @@ def task_index(strategy: tf.distribute.Strategy) -> int:
 
 def describe(strategy: tf.distribute.Strategy) -> str:
   """'MultiWorkerMirroredStrategy with 2 replica(s)' (public class names)."""
-  name = type(strategy).__name__
+  name = type(strategy).__name__.replace('_DefaultDistributionStrategy', 'default strategy')
   # tf.distribute exports some strategies under names other than their classes'.
   for cls, public in ((tf.distribute.MultiWorkerMirroredStrategy, 'MultiWorkerMirroredStrategy'),
                       (tf.distribute.MirroredStrategy, 'MirroredStrategy'),
