@@ -271,8 +271,10 @@ def train_eval(root_dir: str,
       evaluation.append_eval_record(run_dir, record)
       evaluation.write_eval_summaries(eval_writer, step, {game: result})
       records.append(record)
+      normalized = record['normalized']
       print(f'eval step {step}: {game} mean return {record["mean_return"]:.2f} over '
-            f'{len(result.returns)} episodes, DQN-normalised {record["normalized"]}', flush=True)
+            f'{len(result.returns)} episodes' +
+            (f', DQN-normalised {normalized:.3f}' if normalized is not None else ''), flush=True)
   # Final checkpoint and policy (the interval triggers may not have fired).
   for trigger in learner.triggers:
     trigger(step, force_trigger=True)
