@@ -92,6 +92,10 @@ class ProgressLogger:
     self._last_time = time.perf_counter()
     self._writer = summary_writer
 
+  def restart_clock(self):
+    """Excludes time spent elsewhere (evaluation) from the next rate."""
+    self._last_time = time.perf_counter()
+
   def __call__(self, step: int, loss_info) -> str:
     now = time.perf_counter()
     rate = (step - self._last_step) / max(now - self._last_time, 1e-9)
@@ -271,6 +275,7 @@ def train_eval(root_dir: str,
       evaluation.append_eval_record(run_dir, record)
       evaluation.write_eval_summaries(eval_writer, step, {game: result})
       records.append(record)
+      progress.restart_clock()
       normalized = record['normalized']
       print(f'eval step {step}: {game} mean return {record["mean_return"]:.2f} over '
             f'{len(result.returns)} episodes' +

@@ -1,0 +1,282 @@
+r"""Learning benchmark: a reduced version of the paper's CQL-vs-BC comparison on real ALE.
+
+Does learning happen, and does CQL beat behavioural cloning? In about 30
+minutes on a 2-core CPU machine:
+
+  1. exports the scripted Breakout policy (`tf_offline_q.envs.scripted`) with
+     `PolicySaver`;
+  2. generates a deliberately suboptimal dataset with
+     `launch/generate_dqn_replay.py --policy=mixture`: each episode is played at
+     random with probability `--mixture_random_prob`, else by the scripted
+     policy with `--behaviour_epsilon` random actions. Rewards are stored raw
+     (`--noclip_rewards`; both agents clip or ignore them themselves) so the
+     data's average episode return is the behaviour policy's game score;
+  3. trains 4 methods x `--seeds` seeds with `launch/train.py` and the `micro`
+     model (`local.gin`): cql_vit (vit_none.gin), cql_vit_ts (vit_ts_none.gin),
+     bc_vit (bc_vit.gin), bc_vit_ts (bc_vit_ts.gin), at most `--parallel`
+     processes at a time; each is evaluated with the paper's protocol (sticky
+     actions 0.25, epsilon 0.001) on a reduced budget, with a raw-frame cap per
+     episode so that a stalled agent (e.g. one that never presses FIRE) cannot
+     eat the budget;
+  4. runs `launch/report.py` (DQN-normalised IQM, 95% stratified bootstrap CIs);
+  5. prints the report's table, raw mean returns per method, and the reference
+     returns (behaviour data, scripted policy, random policy; the random and
+     scripted ones are measured here with the same sticky-action environment),
+     and the total wall time.
+
+  python bench/learning.py --root_dir=runs/learning [--seeds=3] [--train_steps=1000]
+
+An existing dataset under --root_dir is reused; existing run directories are
+resumed by train.py (delete --root_dir for a fresh benchmark).
+"""
+import collections
+import glob
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+
+from absl import app
+from absl import flags
+import numpy as np
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+flags.DEFINE_string('root_dir', 'runs/learning', 'Where data, runs and the report go.')
+flags.DEFINE_integer('seeds', 3, 'Seeds per method.')
+flags.DEFINE_list('methods', ['cql_vit', 'cql_vit_ts', 'bc_vit', 'bc_vit_ts'],
+                  'Methods to train (subset of the four).')
+flags.DEFINE_integer('data_steps', 20000, 'Agent steps of generated data.')
+flags.DEFINE_float('mixture_random_prob', 0.5,
+                   'Probability that a behaviour episode is played at random.')
+flags.DEFINE_float('behaviour_epsilon', 0.3,
+                   'Random-action probability inside scripted episodes.')
+flags.DEFINE_integer('train_steps', 1000, 'Gradient updates per run.')
+flags.DEFINE_integer('eval_interval', 500, 'Updates between evaluations.')
+flags.DEFINE_integer('eval_steps', 1000, 'Agent steps per evaluation (paper: 125K).')
+flags.DEFINE_integer('eval_max_episodes', 5, 'Stop an evaluation after this many episodes.')
+flags.DEFINE_integer('max_episode_frames', 10000,
+                     'Raw-frame cap per evaluation episode (paper: 108K).')
+flags.DEFINE_float('learning_rate', 3e-4, 'Adam learning rate of both agents (micro model).')
+flags.DEFINE_integer('target_update_period', 100, 'CQL target-network update period.')
+flags.DEFINE_integer('parallel', 2, 'train.py processes at a time.')
+flags.DEFINE_integer('reference_episodes', 8,
+                     'Episodes of the random and scripted policies measured for reference.')
+flags.DEFINE_integer('reps', 1000, 'Bootstrap resamples of the report.')
+FLAGS = flags.FLAGS
+
+GAME = 'Breakout'
+GIN_FILES = {'cql_vit': 'vit_none.gin', 'cql_vit_ts': 'vit_ts_none.gin',
+             'bc_vit': 'bc_vit.gin', 'bc_vit_ts': 'bc_vit_ts.gin'}
+
+
+def _env():
+  return dict(os.environ, TF_CPP_MIN_LOG_LEVEL=os.environ.get('TF_CPP_MIN_LOG_LEVEL', '2'))
+
+
+def run(*command):
+  print('\n$ ' + ' '.join(shlex.quote(c) for c in command), flush=True)
+  start = time.time()
+  proc = subprocess.run([sys.executable, *command], cwd=REPO, env=_env())
+  if proc.returncode:
+    sys.exit(f'learning: step failed (exit {proc.returncode}): {command[0]}')
+  print(f'  ({time.time() - start:.0f}s)', flush=True)
+
+
+def train_command(root, replay_dir, method, seed):
+  run_dir = os.path.join(root, 'runs', f'{method}_s{seed}')
+  lr = FLAGS.learning_rate
+  return run_dir, [
+      'launch/train.py', f'--root_dir={run_dir}',
+      f'--gin_file={GIN_FILES[method]}', '--gin_file=local.gin',
+      f"--gin_bindings=train_eval.game='{GAME}'",
+      f"--gin_bindings=train_eval.data_source='dopamine:{replay_dir}'",
+      f"--gin_bindings=train_eval.method='{method}'",
+      f'--gin_bindings=train_eval.seed={seed}',
+      f'--gin_bindings=train_eval.num_train_steps={FLAGS.train_steps}',
+      f'--gin_bindings=train_eval.eval_interval={FLAGS.eval_interval}',
+      f'--gin_bindings=train_eval.eval_steps={FLAGS.eval_steps}',
+      f'--gin_bindings=train_eval.eval_max_episodes={FLAGS.eval_max_episodes}',
+      f'--gin_bindings=train_eval.max_episode_frames={FLAGS.max_episode_frames}',
+      '--gin_bindings=train_eval.eval_epsilon=0.001',
+      '--gin_bindings=train_eval.sticky_action_prob=0.25',
+      '--gin_bindings=train_eval.full_action_space=False',
+      '--gin_bindings=train_eval.policy_save_interval=0',
+      f'--gin_bindings=train_eval.checkpoint_interval={FLAGS.train_steps}',
+      f'--gin_bindings=CqlC51Agent.learning_rate={lr}',
+      f'--gin_bindings=CqlC51Agent.target_update_period={FLAGS.target_update_period}',
+      f'--gin_bindings=bc.BehavioralCloningAgent.learning_rate={lr}',
+  ]
+
+
+def train_all(root, replay_dir):
+  """Runs every (method, seed) with at most --parallel train.py processes."""
+  jobs = [(m, s) for s in range(FLAGS.seeds) for m in FLAGS.methods]
+  pending = collections.deque(jobs)
+  running = {}
+  failed = []
+  while pending or running:
+    while pending and len(running) < FLAGS.parallel:
+      method, seed = pending.popleft()
+      run_dir, command = train_command(root, replay_dir, method, seed)
+      os.makedirs(run_dir, exist_ok=True)
+      log = open(os.path.join(run_dir, 'train.log'), 'w')
+      print(f'[{time.strftime("%H:%M:%S")}] start {method} seed {seed}: '
+            + ' '.join(shlex.quote(c) for c in command), flush=True)
+      proc = subprocess.Popen([sys.executable, *command], cwd=REPO, env=_env(),
+                              stdout=log, stderr=subprocess.STDOUT)
+      running[proc] = (method, seed, run_dir, log, time.time())
+    time.sleep(2)
+    for proc in list(running):
+      if proc.poll() is None:
+        continue
+      method, seed, run_dir, log, start = running.pop(proc)
+      log.close()
+      finals = _eval_records(run_dir)
+      last = (f'final mean return {finals[-1]["mean_return"]:.1f}' if finals
+              else 'no evaluation')
+      status = 'done' if proc.returncode == 0 else f'FAILED (exit {proc.returncode})'
+      print(f'[{time.strftime("%H:%M:%S")}] {status} {method} seed {seed} in '
+            f'{time.time() - start:.0f}s: {last}  (log: {run_dir}/train.log)', flush=True)
+      if proc.returncode:
+        failed.append((method, seed))
+  return failed
+
+
+def _eval_records(run_dir):
+  path = os.path.join(run_dir, 'eval', 'returns.jsonl')
+  if not os.path.exists(path):
+    return []
+  with open(path) as f:
+    return [json.loads(line) for line in f if line.strip()]
+
+
+def data_returns(replay_dir):
+  """Game scores of the finished episodes in the generated data."""
+  from tf_offline_q.data import dqn_replay  # pylint: disable=g-import-not-at-top
+  returns, steps = [], 0
+  for episode in dqn_replay.iterate_episodes(replay_dir):
+    steps += len(episode)
+    if episode.terminal:
+      returns.append(float(np.sum(episode.reward)))
+  return returns, steps
+
+
+def reference_returns(policy_dir, episodes, seed=12345):
+  """Returns of the random and the (epsilon 0.001) scripted policy, paper protocol."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from tf_offline_q.envs import atari  # pylint: disable=g-import-not-at-top
+  env = atari.make_atari_env(GAME, sticky_action_prob=0.25, full_action_space=False,
+                             max_episode_frames=FLAGS.max_episode_frames, seed=seed)
+  policy = tf.saved_model.load(policy_dir)
+  rng = np.random.default_rng(seed)
+  results = {}
+  for kind in ('random', 'scripted'):
+    returns = []
+    for _ in range(episodes):
+      time_step = env.reset()
+      total = 0.0
+      while not time_step.is_last():
+        if kind == 'random' or rng.random() < 0.001:
+          action = int(rng.integers(env.num_actions))
+        else:
+          batched = time_step._replace(
+              step_type=tf.constant([time_step.step_type], tf.int32),
+              reward=tf.constant([time_step.reward], tf.float32),
+              discount=tf.constant([time_step.discount], tf.float32),
+              observation=tf.constant(time_step.observation[None]))
+          action = int(policy.action(batched).action.numpy()[0])
+        time_step = env.step(np.int64(action))
+        total += float(time_step.reward)
+      returns.append(total)
+    results[kind] = returns
+  env.close()
+  return results
+
+
+def _fmt(returns):
+  if not returns:
+    return 'n/a'
+  return f'{np.mean(returns):6.1f} (median {np.median(returns):.1f}, n={len(returns)} episodes)'
+
+
+def main(argv):
+  del argv
+  start = time.time()
+  root = os.path.abspath(FLAGS.root_dir)
+  unknown = set(FLAGS.methods) - set(GIN_FILES)
+  if unknown:
+    raise app.UsageError(f'unknown methods {sorted(unknown)}; choose from {sorted(GIN_FILES)}')
+
+  # 1. The scripted behaviour policy.
+  policy_dir = os.path.join(root, 'scripted_policy')
+  if not os.path.isdir(policy_dir):
+    from tf_offline_q.envs import scripted  # pylint: disable=g-import-not-at-top
+    scripted.export_scripted_policy(GAME, policy_dir)
+    print(f'Exported the scripted {GAME} policy to {policy_dir}', flush=True)
+
+  # 2. The deliberately suboptimal dataset.
+  data_root = os.path.join(root, 'data')
+  replay_dir = os.path.join(data_root, GAME, '1', 'replay_logs')
+  if not os.path.isdir(replay_dir):
+    run('launch/generate_dqn_replay.py', f'--root_dir={data_root}', f'--game={GAME}',
+        f'--num_steps={FLAGS.data_steps}', f'--checkpoint_every={FLAGS.data_steps}',
+        '--nofull_action_space', '--noclip_rewards', '--policy=mixture',
+        f'--policy_dir={policy_dir}', f'--epsilon={FLAGS.behaviour_epsilon}',
+        f'--mixture_random_prob={FLAGS.mixture_random_prob}', '--seed=0')
+  behaviour, data_steps = data_returns(replay_dir)
+  print(f'Data: {data_steps} steps, {len(behaviour)} finished episodes, '
+        f'mean return {np.mean(behaviour):.1f}', flush=True)
+
+  # Reference returns of the random and scripted policies (paper protocol).
+  ref_start = time.time()
+  references = reference_returns(policy_dir, FLAGS.reference_episodes)
+  print(f'Reference returns measured in {time.time() - ref_start:.0f}s', flush=True)
+
+  # 3. Training.
+  train_start = time.time()
+  failed = train_all(root, replay_dir)
+  print(f'\nTraining finished in {(time.time() - train_start) / 60:.1f} min'
+        + (f'; FAILED runs: {failed}' if failed else ''), flush=True)
+
+  # 4. Report.
+  report_dir = os.path.join(root, 'report')
+  run('launch/report.py', f'--runs={os.path.join(root, "runs", "*")}',
+      f'--output_dir={report_dir}', f'--reps={FLAGS.reps}')
+
+  # 5. Print.
+  from tf_offline_q.eval import normalization  # pylint: disable=g-import-not-at-top
+  with open(os.path.join(report_dir, 'report.md')) as f:
+    print('\n' + f.read())
+  print(f'Raw {GAME} returns at the final evaluation (mean over seeds of each '
+        'run\'s mean episode return; seeds listed):')
+  for method in FLAGS.methods:
+    finals = []
+    for seed in range(FLAGS.seeds):
+      records = _eval_records(os.path.join(root, 'runs', f'{method}_s{seed}'))
+      if records:
+        finals.append(records[-1]['mean_return'])
+    curve = collections.defaultdict(list)
+    for seed in range(FLAGS.seeds):
+      for record in _eval_records(os.path.join(root, 'runs', f'{method}_s{seed}')):
+        curve[record['step']].append(record['mean_return'])
+    curve_text = ', '.join(f'{step}: {np.mean(v):.1f}' for step, v in sorted(curve.items()))
+    print(f'  {method:11s} {np.mean(finals) if finals else float("nan"):6.1f}  '
+          f'seeds {[round(x, 1) for x in finals]}  curve {{{curve_text}}}')
+  norm = lambda r: normalization.dqn_normalized_score(GAME, float(np.mean(r)))
+  print('\nReference returns (same sticky-action environment; DQN-normalised in brackets):')
+  print(f'  behaviour data (mixture, random-episode prob {FLAGS.mixture_random_prob}, '
+        f'epsilon {FLAGS.behaviour_epsilon}): {_fmt(behaviour)}  [{norm(behaviour):.3f}]')
+  print(f'  scripted policy (epsilon 0.001):  {_fmt(references["scripted"])}  '
+        f'[{norm(references["scripted"]):.3f}]')
+  print(f'  random policy:                    {_fmt(references["random"])}  '
+        f'[{norm(references["random"]):.3f}]')
+  print(f'\nTotal wall time: {(time.time() - start) / 60:.1f} min')
+  print(f'  report: {os.path.join(report_dir, "report.md")}')
+
+
+if __name__ == '__main__':
+  app.run(main)
