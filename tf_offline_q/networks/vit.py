@@ -102,10 +102,9 @@ class PatchEmbedding(tf.keras.layers.Layer):
       x = x / 255.0
     p = self.patch_size
     gh, gw = self.grid
-    # [B, H, W, T] -> [B, T, gh, p, gw, p] -> [B, T, gh, gw, p, p] -> [B, T, P, p*p]
-    x = tf.transpose(x, [0, 3, 1, 2])
-    x = tf.reshape(x, [-1, self.stack_size, gh, p, gw, p])
-    x = tf.transpose(x, [0, 1, 2, 4, 3, 5])
+    # [B, H, W, T] -> [B, gh, p, gw, p, T] -> [B, T, gh, gw, p, p] -> [B, T, P, p*p]
+    x = tf.reshape(x, [-1, gh, p, gw, p, self.stack_size])
+    x = tf.transpose(x, [0, 5, 1, 3, 2, 4])
     x = tf.reshape(x, [-1, self.stack_size, self.num_patches, p * p])
     return self.projection(x) + self.position_embedding
 
@@ -126,7 +125,8 @@ class MultiHeadSelfAttention(tf.keras.layers.Layer):
     batch, tokens = tf.shape(x)[0], tf.shape(x)[1]
     qkv = tf.reshape(self.qkv(x), [batch, tokens, 3, self.num_heads, self.head_dim])
     q, k, v = tf.unstack(tf.transpose(qkv, [2, 0, 3, 1, 4]))  # each [B, heads, N, d]
-    logits = tf.matmul(q, k, transpose_b=True) * (self.head_dim ** -0.5)
+    # Scale q ([B, heads, N, d]) rather than the logits ([B, heads, N, N]): N > d here.
+    logits = tf.matmul(q * (self.head_dim ** -0.5), k, transpose_b=True)
     weights = tf.nn.softmax(logits, axis=-1)                   # [B, heads, N, N]
     y = tf.matmul(weights, v)                                   # [B, heads, N, d]
     y = tf.reshape(tf.transpose(y, [0, 2, 1, 3]), [batch, tokens, -1])
