@@ -12,7 +12,7 @@ $(STAMP): setup.py constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade "pip<25" "setuptools<76" wheel
 	$(PY) -m pip install --quiet -c constraints.txt -e ".[test]"
-	$(PY) -c "import tensorflow, tf_agents, reverb, tensorflow_datasets, gymnasium, ale_py, rliable"
+	$(PY) -c "import tensorflow, tf_agents, reverb, tensorflow_datasets, gymnasium, ale_py, rliable, minatar"
 	touch $(STAMP)
 
 test: setup

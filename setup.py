@@ -27,6 +27,9 @@ INSTALL_REQUIRES = [
     "scipy==1.13.1",
     "arch==7.0.0",
     "matplotlib==3.9.4",
+    # MinAtar (Young & Tian, 2019): the small games bench/learning.py learns on 2 cores.
+    "MinAtar==1.0.15",
+    "seaborn==0.13.2",
 ]
 
 setuptools.setup(

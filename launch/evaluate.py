@@ -32,6 +32,7 @@ from absl import logging
 import numpy as np
 
 from tf_offline_q.envs import atari
+from tf_offline_q.envs import games as games_lib
 from tf_offline_q.eval import evaluation
 from tf_offline_q.eval import metrics
 
@@ -44,8 +45,8 @@ def define_flags():
                       'A TF-Agents PolicySaver SavedModel directory.')
   flags.DEFINE_multi_string(
       'games', list(atari.GAMES),
-      'Games to play (repeatable, or comma-separated). Default: the paper\'s '
-      'five.')
+      'Games to play (repeatable, or comma-separated): ALE names, or MinAtar-* '
+      '(e.g. MinAtar-Breakout). Default: the paper\'s five.')
   flags.DEFINE_integer('num_steps', evaluation.EVAL_STEPS,
                        'Agent-step budget per game (the last episode is '
                        'finished).')
@@ -72,7 +73,7 @@ def parse_games(values):
   for value in values:
     for name in value.split(','):
       if name.strip():
-        game = atari.canonical_game_name(name)
+        game = games_lib.canonical_game_name(name)
         if game not in games:
           games.append(game)
   if not games:
@@ -93,7 +94,7 @@ def evaluate_saved_policy(policy_dir, games, output, num_steps, epsilon,
   policy = evaluation.load_saved_policy(policy_dir)
   if full_action_space is None:
     spec = policy.action_spec
-    full_action_space = int(spec.maximum) - int(spec.minimum) + 1 == 18
+    full_action_space = int(spec.maximum) - int(spec.minimum) + 1 in (18, 6)
   try:
     train_step = int(policy.get_train_step())
   except Exception:  # pylint: disable=broad-except
@@ -114,7 +115,7 @@ def evaluate_saved_policy(policy_dir, games, output, num_steps, epsilon,
   }
   for game in games:
     start = time.time()
-    env = atari.make_atari_env(
+    env = games_lib.make_env(
         game, sticky_action_prob=sticky_action_prob,
         full_action_space=full_action_space,
         max_episode_frames=max_episode_frames, seed=seed)

@@ -6,9 +6,11 @@ dataset, so the same reader (`tf_offline_q.data.dqn_replay`) is exercised:
   {root_dir}/{GAME}/{RUN}/replay_logs/$store$_{observation,action,reward,
       terminal}_ckpt.{N}.gz, add_count_ckpt.{N}.gz, invalid_range_ckpt.{N}.gz
 
-Environment: `tf_offline_q.envs.atari.make_atari_env` (frame skip 4 with
-max-pooling of the last two frames, 84x84 grey, sticky actions 0.25, full or
-minimal action set, 108K-frame cap). Each step stores the newest frame
+Environment: `tf_offline_q.envs.games.make_env`. ALE games: `make_atari_env`
+(frame skip 4 with max-pooling of the last two frames, 84x84 grey, sticky
+actions 0.25, full or minimal action set, 108K-frame cap). `MinAtar-*` games:
+`make_minatar_env` (the 10x10 grid drawn as an 84x84 grey frame, sticky
+actions 0.25; pass --nofull_action_space for the minimal set). Each step stores the newest frame
 (`observation[..., -1]`) of the state the action was taken in, the action,
 the reward and whether the episode ended there. As the Dopamine runner that
 logged the published data did, rewards are clipped to [-1, 1] before storing
@@ -45,7 +47,7 @@ from tf_offline_q.data import dqn_replay  # pylint: disable=g-import-not-at-top
 
 flags.DEFINE_string('root_dir', None, 'Output root: {root_dir}/{GAME}/{RUN}/'
                     'replay_logs.')
-flags.DEFINE_string('game', 'Pong', 'ALE game name.')
+flags.DEFINE_string('game', 'Pong', 'ALE game name, or MinAtar-{Breakout,...}.')
 flags.DEFINE_integer('run', 1, 'Run number (directory name).')
 flags.DEFINE_integer('num_steps', 4000, 'Agent steps to play and store.')
 flags.DEFINE_integer('checkpoint_every', 2000,
@@ -61,7 +63,7 @@ flags.DEFINE_float('epsilon', 0.01, 'Epsilon of epsilon_greedy.')
 flags.DEFINE_float('mixture_random_prob', 0.5,
                    'Probability that a mixture episode is played at random.')
 flags.DEFINE_float('sticky_action_prob', 0.25, 'ALE sticky-action probability.')
-flags.DEFINE_bool('full_action_space', True, 'Use the 18 ALE actions.')
+flags.DEFINE_bool('full_action_space', True, 'Use the 18 ALE actions (MinAtar: all 6).')
 flags.DEFINE_integer('max_episode_frames', 108_000, 'Raw-frame cap per episode.')
 flags.DEFINE_bool('clip_rewards', True,
                   'Store rewards clipped to [-1, 1], as the published data.')
@@ -120,12 +122,12 @@ def generate(root_dir, game, run=1, num_steps=4000, checkpoint_every=2000,
              clip_rewards=True, stack_size=4, update_horizon=1, compresslevel=6,
              seed=0):
   """Plays and writes; returns (replay_dir, saved suffixes, episodes ended)."""
-  from tf_offline_q.envs import atari  # pylint: disable=g-import-not-at-top
+  from tf_offline_q.envs import games  # pylint: disable=g-import-not-at-top
   if num_steps < 1 or checkpoint_every < 1:
     raise app.UsageError('--num_steps and --checkpoint_every must be >= 1')
   game = dqn_replay.canonical_game(game)
   replay_dir = dqn_replay.dopamine_replay_dir(root_dir, game, run)
-  env = atari.make_atari_env(
+  env = games.make_env(
       game, sticky_action_prob=sticky_action_prob,
       full_action_space=full_action_space,
       max_episode_frames=max_episode_frames, seed=seed)

@@ -15,6 +15,12 @@ Scores are DQN-normalised (random 0, DQN-Replay 1.0, Table 3) mean returns of
 each evaluation; aggregates pool runs x games; CIs are rliable's stratified
 bootstrap (runs resampled within each game).
 
+Games outside Table 3 (e.g. MinAtar's 'MinAtar-Breakout') need
+`--reference_scores=FILE`, a JSON file {"Game": {"random": float,
+"dqn_replay": float}} (see `tf_offline_q.eval.normalization`; for such games
+`dqn_replay` is the average episode return of the offline dataset used). The
+report names the file and lists the scores it took from it.
+
 Per method: its games are the games it has runs for (a method with runs on
 only some games is aggregated over those, and the table says so); it uses
 the same number of runs on every game (the smallest count; extra seeds are
@@ -28,12 +34,15 @@ Usage:
   python launch/report.py --runs='runs/*/vit_ts_*' --runs='runs/*/convnet_*' \
       --output_dir=reports/figure3
   python launch/report.py --root_dir=runs --output_dir=reports/all
+  python launch/report.py --root_dir=runs/minatar --output_dir=reports/minatar \
+      --reference_scores=runs/minatar/reference_scores.json
 """
 import collections
 import glob
 import os
 import sys
-from typing import Any, Dict, List, NamedTuple, Optional, Sequence
+from typing import (Any, Dict, List, Mapping, NamedTuple, Optional,
+                    Sequence, Union)
 
 from absl import app
 from absl import flags
@@ -63,6 +72,11 @@ def define_flags():
   flags.DEFINE_integer(
       'step', None, 'Training step of the "final" scores (default: per method, '
       'the last evaluation step all its runs reached).')
+  flags.DEFINE_string(
+      'reference_scores', None, 'JSON file of reference scores for games '
+      'outside the paper\'s Table 3 (e.g. MinAtar): {"Game": {"random": '
+      'float, "dqn_replay": float}}, dqn_replay being the average episode '
+      'return of the offline dataset used.')
 
 
 AGGREGATES = ('IQM', 'Median', 'Mean')
@@ -111,8 +125,36 @@ def find_run_dirs(run_globs: Sequence[str] = (),
   return unique
 
 
-def load_run(run_dir: str) -> Run:
-  """One run's metadata and evaluations; errors name the directory."""
+def load_reference(
+    reference_scores: Union[None, str, Mapping[str, Any]]
+) -> Optional[Dict[str, Any]]:
+  """{'file': path or None, 'scores': {game: ReferenceScores}} or None.
+
+  `reference_scores` is a reference-scores JSON file, or a mapping
+  {game: ReferenceScores} (then 'file' is None). Errors are ValueErrors
+  naming --reference_scores and the file.
+  """
+  if reference_scores is None:
+    return None
+  if isinstance(reference_scores, Mapping):
+    scores = normalization.validate_reference_scores(
+        reference_scores, 'reference_scores')
+    return {'file': None, 'scores': scores}
+  path = os.fspath(reference_scores)
+  try:
+    scores = normalization.load_reference_scores(path)
+  except (OSError, ValueError) as e:
+    raise ValueError(f'--reference_scores: {e}') from e
+  return {'file': path, 'scores': scores}
+
+
+def load_run(run_dir: str,
+             extra: Optional[Mapping[str, normalization.ReferenceScores]] = None
+            ) -> Run:
+  """One run's metadata and evaluations; errors name the directory.
+
+  `extra`: reference scores of games outside Table 3 (`--reference_scores`).
+  """
   if not os.path.isdir(run_dir):
     raise ValueError(f'Run directory {run_dir!r} does not exist')
   try:
@@ -125,9 +167,12 @@ def load_run(run_dir: str) -> Run:
         f'Run directory {run_dir!r}: {evaluation.returns_path(run_dir)} holds '
         'no evaluation')
   try:
-    game = normalization.normalization_game_name(str(info['game']))
+    game = normalization.normalization_game_name(str(info['game']), extra)
   except ValueError as e:
-    raise ValueError(f'Run directory {run_dir!r}: {e}') from e
+    raise ValueError(
+        f'Run directory {run_dir!r}: {e} Give the reference scores of games '
+        'outside Table 3 with --reference_scores=FILE (JSON {"Game": '
+        '{"random": float, "dqn_replay": float}}).') from e
   mean_returns, normalized = {}, {}
   for record in records:
     if record['game'].lower() != game.lower():
@@ -137,7 +182,7 @@ def load_run(run_dir: str) -> Run:
     step = int(record['step'])
     mean_returns[step] = float(record['mean_return'])
     normalized[step] = normalization.dqn_normalized_score(
-        game, record['mean_return'])
+        game, record['mean_return'], extra)
   return Run(run_dir=run_dir, game=game, method=str(info['method']),
              seed=int(info['seed']), mean_returns=mean_returns,
              normalized=normalized)
@@ -215,14 +260,22 @@ def summarize_method(method: str, runs: Sequence[Run],
 
 def build_report(run_dirs: Sequence[str], output_dir: str,
                  reps: int = metrics.DEFAULT_REPS, seed: int = 0,
-                 step: Optional[int] = None) -> Dict[str, Any]:
-  """Writes report.md, summary.json and the PNGs; returns the summary."""
+                 step: Optional[int] = None,
+                 reference_scores: Union[None, str, Mapping[str, Any]] = None
+                ) -> Dict[str, Any]:
+  """Writes report.md, summary.json and the PNGs; returns the summary.
+
+  `reference_scores`: path of a reference-scores JSON file, or a mapping
+  {game: ReferenceScores}, for games outside Table 3 (see `load_reference`).
+  """
   if not run_dirs:
     raise ValueError('No run directories given')
+  reference = load_reference(reference_scores)
+  extra = reference['scores'] if reference else None
   runs, errors = [], []
   for run_dir in run_dirs:
     try:
-      runs.append(load_run(run_dir))
+      runs.append(load_run(run_dir, extra))
     except ValueError as e:
       errors.append(str(e))
   if errors:
@@ -270,6 +323,12 @@ def build_report(run_dirs: Sequence[str], output_dir: str,
   }
 
   summary = {'games': all_games, 'reps': reps, 'seed': seed, 'methods': {}}
+  # Where the scores of games outside Table 3 came from (None: not given).
+  summary['reference_scores'] = None if reference is None else {
+      'file': reference['file'],
+      'games': {g: reference['scores'][g]._asdict() for g in all_games
+                if g in reference['scores']},
+  }
   for m in methods:
     d = data[m]
     points = curves[m][1]
@@ -310,6 +369,25 @@ def render_markdown(summary: Dict[str, Any]) -> str:
       'DQN-Replay = 1.0 (paper Table 3). Aggregates pool runs x games; '
       f'brackets are 95% stratified bootstrap CIs (rliable, {summary["reps"]} '
       'replications).', '',
+  ]
+  reference = summary.get('reference_scores')
+  if reference is not None:
+    source = (f'`{reference["file"]}`' if reference['file'] else
+              'the mapping given to build_report')
+    if reference['games']:
+      lines += [
+          f'Games outside Table 3 are normalised with the reference scores '
+          f'from {source}: random = mean return of the random policy, '
+          'dataset average = average episode return of the offline dataset '
+          '(normalised 1.0).', '',
+          '| Game | Random | Dataset average |', '|---|---|---|']
+      lines += [f'| {g} | {r["random"]:.4g} | {r["dqn_replay"]:.4g} |'
+                for g, r in reference['games'].items()]
+      lines.append('')
+    else:
+      lines += [f'Reference scores from {source} were given, but no game '
+                'of these runs uses them (all are in Table 3).', '']
+  lines += [
       '## Final scores', '',
       '| Method | Games | Runs/game | Step | IQM [95% CI] | Median [95% CI] '
       '| Mean [95% CI] | Max IQM (step) |',
@@ -376,7 +454,8 @@ def main(argv):
     run_dirs = find_run_dirs(FLAGS.runs, FLAGS.root_dir)
     logging.info('Reporting on %d run directories', len(run_dirs))
     summary = build_report(run_dirs, FLAGS.output_dir, reps=FLAGS.reps,
-                           seed=FLAGS.seed, step=FLAGS.step)
+                           seed=FLAGS.seed, step=FLAGS.step,
+                           reference_scores=FLAGS.reference_scores)
   except ValueError as e:
     sys.exit(f'report.py: error: {e}')
   for m, s in summary['methods'].items():

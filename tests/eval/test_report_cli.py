@@ -173,3 +173,122 @@ def test_report_missing_and_empty_run_dirs_are_named(tmp_path):
   assert 'empty_run' in message and 'run.json' in message
   assert 'no_evals' in message and 'returns.jsonl' in message
   assert not os.path.exists(os.path.join(out, 'report.md'))
+
+
+# ------------------------------------------------ games outside Table 3
+MINATAR_GAME = 'MinAtar-Breakout'
+MINATAR_REFERENCE = normalization.ReferenceScores(random=0.5, dqn_replay=8.5)
+# Raw mean returns of seeds 0..3 at the two evaluation steps.
+MINATAR_RETURNS = {0: (1.0, 2.5), 1: (1.5, 4.5), 2: (2.0, 6.5), 3: (3.0, 12.5)}
+
+
+def _make_minatar_runs(root):
+  run_dirs = []
+  for seed, returns in MINATAR_RETURNS.items():
+    run_dir = os.path.join(root, f'cql_minatar_breakout_{seed}')
+    evaluation.write_run_info(run_dir, MINATAR_GAME, 'cql', seed)
+    for step, raw in zip(STEPS[:2], returns):
+      evaluation.append_eval_record(
+          run_dir, evaluation.make_eval_record(
+              MINATAR_GAME, step, [raw - 1.0, raw + 1.0], lengths=[500, 500]))
+    run_dirs.append(run_dir)
+  return run_dirs
+
+
+def test_report_minatar_with_reference_scores_file(tmp_path):
+  root = str(tmp_path / 'runs')
+  _make_minatar_runs(root)
+  reference_file = str(tmp_path / 'reference_scores.json')
+  normalization.write_reference_scores(reference_file,
+                                       {MINATAR_GAME: MINATAR_REFERENCE})
+  out = str(tmp_path / 'report')
+  completed = _run_report(f'--root_dir={root}', f'--output_dir={out}',
+                          '--reps=100', f'--reference_scores={reference_file}')
+  assert completed.returncode == 0, completed.stderr[-3000:]
+
+  with open(os.path.join(out, 'summary.json')) as f:
+    summary = json.load(f)
+  assert summary['games'] == [MINATAR_GAME]
+  assert summary['reference_scores'] == {
+      'file': reference_file,
+      'games': {MINATAR_GAME: {'random': 0.5, 'dqn_replay': 8.5}}}
+  cql = summary['methods']['cql']
+  assert cql['final_step'] == STEPS[1] and cql['num_runs_per_game'] == 4
+  # Final raw returns 2.5, 4.5, 6.5, 12.5 -> (r - 0.5) / (8.5 - 0.5) = 0.25,
+  # 0.5, 0.75, 1.5; the IQM of 4 scores is the mean of the middle two.
+  iqm = cql['aggregates']['IQM']
+  assert iqm['point'] == pytest.approx((0.5 + 0.75) / 2)
+  assert iqm['lower'] <= iqm['point'] <= iqm['upper']
+  # First evaluation: 1.0, 1.5, 2.0, 3.0 -> 0.0625, 0.125, 0.1875, 0.3125.
+  assert cql['curve']['iqm'] == pytest.approx([(0.125 + 0.1875) / 2, 0.625])
+  assert cql['per_game'][MINATAR_GAME] == {
+      'normalized_mean': pytest.approx((0.25 + 0.5 + 0.75 + 1.5) / 4),
+      'return_mean': pytest.approx((2.5 + 4.5 + 6.5 + 12.5) / 4)}
+
+  with open(os.path.join(out, 'report.md')) as f:
+    report = f.read()
+  header = report.split('## Final scores')[0]
+  assert f'`{reference_file}`' in header
+  assert f'| {MINATAR_GAME} | 0.5 | 8.5 |' in header
+  assert 'Dataset average' in header
+  final_table = report.split('## Final scores')[1].split('##')[0]
+  assert '0.625 [' in final_table
+
+
+def test_report_minatar_without_reference_scores_fails_clearly(tmp_path):
+  report = _load_report_module()
+  run_dirs = _make_minatar_runs(str(tmp_path / 'runs'))
+  out = str(tmp_path / 'out')
+  with pytest.raises(ValueError) as error:
+    report.build_report(run_dirs, out, reps=50)
+  message = str(error.value)
+  assert '4 bad run directories' in message
+  assert MINATAR_GAME in message and '--reference_scores' in message
+  assert not os.path.exists(os.path.join(out, 'report.md'))
+  completed = _run_report(f'--root_dir={tmp_path / "runs"}',
+                          f'--output_dir={out}', '--reps=50')
+  assert completed.returncode != 0
+  assert '--reference_scores' in completed.stderr
+  assert MINATAR_GAME in completed.stderr
+
+
+def test_report_reference_scores_mapping_and_bad_file(tmp_path):
+  report = _load_report_module()
+  root = str(tmp_path / 'runs')
+  run_dirs = _make_minatar_runs(root)
+  run_dirs.append(_make_run(root, 'cql', 'Pong', 0, offset=0.5))
+  out = str(tmp_path / 'out')
+  # A mapping instead of a file; only games with runs are listed.
+  summary = report.build_report(
+      run_dirs, out, reps=50, reference_scores={
+          'minatar-breakout': MINATAR_REFERENCE,
+          'MinAtar-Freeway': normalization.ReferenceScores(0.0, 10.0)})
+  # Games are spelled as in the reference scores (like Table 3's spelling).
+  assert summary['games'] == ['Pong', 'minatar-breakout']
+  assert summary['reference_scores'] == {
+      'file': None, 'games': {'minatar-breakout': MINATAR_REFERENCE._asdict()}}
+  cql = summary['methods']['cql']
+  # One run per game (Pong has one), so seed 0 only: 2.5 -> 0.25.
+  assert cql['num_runs_per_game'] == 1
+  assert cql['per_game']['minatar-breakout']['normalized_mean'] == (
+      pytest.approx(0.25))
+  # The final step is the last one all runs share: STEPS[1].
+  assert cql['final_step'] == STEPS[1]
+  assert cql['per_game']['Pong']['normalized_mean'] == pytest.approx(
+      _score(0.5, GAMES.index('Pong'), 0, 1))
+  with open(os.path.join(out, 'report.md')) as f:
+    assert 'the mapping given to build_report' in f.read()
+  # Bad files are named, with the flag.
+  bad = tmp_path / 'bad.json'
+  bad.write_text('{"MinAtar-Breakout": {"random": 1.0}}')
+  for path, expected in ((str(bad), "missing field 'dqn_replay'"),
+                         (str(tmp_path / 'none.json'), 'does not exist')):
+    with pytest.raises(ValueError) as error:
+      report.build_report(run_dirs, out, reps=50, reference_scores=path)
+    message = str(error.value)
+    assert '--reference_scores' in message and path in message
+    assert expected in message
+  # A reference file cannot override Table 3.
+  with pytest.raises(ValueError, match='is in Table 3'):
+    report.build_report(run_dirs, out, reps=50,
+                        reference_scores={'Pong': (0.0, 1.0)})

@@ -99,9 +99,10 @@ def dopamine_replay_dir(root: str, game: str, run: int = 1) -> str:
 
 
 def canonical_game(game: str) -> str:
-  """ALE/gymnasium name of `game` ('pong' -> 'Pong'); ValueError if unknown."""
-  from tf_offline_q.envs import atari  # pylint: disable=g-import-not-at-top
-  return atari.canonical_game_name(game)
+  """Canonical name of `game` ('pong' -> 'Pong', 'minatar:breakout' -> 'MinAtar-Breakout');
+  ValueError if unknown."""
+  from tf_offline_q.envs import games  # pylint: disable=g-import-not-at-top
+  return games.canonical_game_name(game)
 
 
 def list_checkpoints(replay_dir: str) -> List[int]:

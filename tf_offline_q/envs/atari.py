@@ -42,11 +42,11 @@ import ale_py
 import cv2
 import gymnasium as gym
 import numpy as np
-from tf_agents.environments import py_environment
 from tf_agents.specs import tensor_spec
 from tf_agents.trajectories import time_step as ts
 
 from tf_offline_q import specs
+from tf_offline_q.envs import base
 
 # The paper's five games (Agrawal et al., 2020), as ALE / gymnasium names.
 GAMES = ('Asterix', 'Breakout', 'Pong', 'Qbert', 'Seaquest')
@@ -132,7 +132,7 @@ def _time_step(step_type, observation, reward, discount) -> ts.TimeStep:
       observation=observation)
 
 
-class AtariEnvironment(py_environment.PyEnvironment):
+class AtariEnvironment(base.GameEnvironment):
   """One ALE game with DQN preprocessing, as an unbatched `PyEnvironment`.
 
   Specs (see `tf_offline_q.specs`):
@@ -154,8 +154,7 @@ class AtariEnvironment(py_environment.PyEnvironment):
                stack_size: int = specs.STACK_SIZE,
                frame_shape: Sequence[int] = specs.FRAME_SHAPE,
                seed: Optional[int] = None):
-    # Auto-reset is ours (`_step`): the base class check costs ~0.1 ms a step.
-    super().__init__(handle_auto_reset=False)
+    super().__init__()
     if not 0.0 <= sticky_action_prob <= 1.0:
       raise ValueError(
           f'sticky_action_prob must be in [0, 1], got {sticky_action_prob}')
@@ -206,44 +205,11 @@ class AtariEnvironment(py_environment.PyEnvironment):
     if sys.byteorder == 'little' and stack_size in (2, 4, 8):
       self._packed = self._stack.view(f'<u{stack_size}')[..., 0]
 
-    self._needs_seeding = True
-    self._episode_ended = True
-    self._episode_return = 0.0
-    self._episode_frames = 0
-    self._episode_steps = 0
     self._episode_lives = 0
-    self._last_episode: Optional[Dict[str, float]] = None
-    self._num_episodes = 0
-
-  # ---------------------------------------------------------------- specs
-  def observation_spec(self):
-    return self._observation_spec
-
-  def action_spec(self):
-    return self._action_spec
-
-  # ----------------------------------------------------------- properties
-  @property
-  def game(self) -> str:
-    """Gymnasium name of the game, e.g. 'Pong'."""
-    return self._game
-
-  @property
-  def num_actions(self) -> int:
-    """Size of the action set (18 with the full action space)."""
-    return self._num_actions
-
-  @property
-  def sticky_action_prob(self) -> float:
-    return self._sticky_action_prob
 
   @property
   def frame_skip(self) -> int:
     return self._frame_skip
-
-  @property
-  def max_episode_frames(self) -> Optional[int]:
-    return self._max_episode_frames
 
   @property
   def ale(self):
@@ -254,31 +220,6 @@ class AtariEnvironment(py_environment.PyEnvironment):
   def gym_env(self):
     """The gymnasium environment the ALE was configured through."""
     return self._gym_env
-
-  @property
-  def episode_return(self) -> float:
-    """Raw (unclipped) return of the episode in progress, or just ended."""
-    return self._episode_return
-
-  @property
-  def episode_frames(self) -> int:
-    """Raw ALE frames used by the episode in progress, or just ended."""
-    return self._episode_frames
-
-  @property
-  def episode_steps(self) -> int:
-    """Agent steps taken in the episode in progress, or just ended."""
-    return self._episode_steps
-
-  @property
-  def last_episode(self) -> Optional[Dict[str, float]]:
-    """Last completed episode: {'return', 'frames', 'steps', 'truncated'}."""
-    return None if self._last_episode is None else dict(self._last_episode)
-
-  @property
-  def num_episodes(self) -> int:
-    """Episodes completed since the environment was built."""
-    return self._num_episodes
 
   def get_info(self) -> Dict[str, np.ndarray]:
     return {
@@ -324,14 +265,7 @@ class AtariEnvironment(py_environment.PyEnvironment):
     if self._episode_ended:
       # After LAST (or before the first reset) a step starts a new episode.
       return self.reset()
-    try:
-      index = int(action)
-    except (TypeError, ValueError):
-      index = -1
-    if not 0 <= index < self._num_actions:
-      raise ValueError(
-          f'action must be an integer in [0, {self._num_actions}) for '
-          f'{self._game}, got {action!r}')
+    index = self._action_index(action)
     ale_action = self._action_set[index]
     ale = self._ale
     reward = 0.0
@@ -367,21 +301,6 @@ class AtariEnvironment(py_environment.PyEnvironment):
       self._end_episode(truncated=True)
       return _time_step(ts.StepType.LAST, observation, reward, 1.0)
     return _time_step(ts.StepType.MID, observation, reward, 1.0)
-
-  def _end_episode(self, truncated: bool):
-    self._episode_ended = True
-    self._num_episodes += 1
-    self._last_episode = {
-        'return': self._episode_return,
-        'frames': self._episode_frames,
-        'steps': self._episode_steps,
-        'truncated': truncated,
-    }
-
-  def seed(self, seed: Optional[int]) -> None:
-    """Re-seeds the ALE; takes effect at the next `reset()`."""
-    self._seed = seed
-    self._needs_seeding = True
 
   def close(self) -> None:
     self._gym_env.close()

@@ -31,7 +31,6 @@ outside Table 3. Both files are rewritten atomically (temp file + rename).
 import json
 import math
 import os
-import tempfile
 from typing import (Any, Callable, Dict, List, Mapping, NamedTuple, Optional,
                     Sequence, Union)
 
@@ -47,6 +46,7 @@ from tf_agents.specs import array_spec
 from tf_agents.trajectories import time_step as ts
 
 from tf_offline_q.eval import metrics as eval_metrics
+from tf_offline_q.files import atomic_write_text  # pylint: disable=unused-import (re-exported)
 from tf_offline_q.eval import normalization
 
 EVAL_STEPS = 125_000
@@ -236,8 +236,8 @@ def _make_env(env: EnvLike, seed: Optional[int]):
   if isinstance(env, py_environment.PyEnvironment):
     return env, False
   if isinstance(env, str):
-    from tf_offline_q.envs import atari  # pylint: disable=g-import-not-at-top
-    return atari.make_atari_env(env, seed=seed), True
+    from tf_offline_q.envs import games  # pylint: disable=g-import-not-at-top
+    return games.make_env(env, full_action_space=True, seed=seed), True
   if callable(env):
     made = env()
     if not isinstance(made, py_environment.PyEnvironment):
@@ -262,7 +262,8 @@ def evaluate_policy(policy: PolicyLike,
   Args:
     policy: a greedy `TFPolicy`, `PyPolicy` or PolicySaver directory.
     env: an (unbatched) `PyEnvironment`, a zero-argument factory of one, or a
-      game name (then `make_atari_env(game, seed=seed)`: the paper's setup).
+      game name (then `games.make_env(game, full_action_space=True, seed=seed)`:
+      the paper's setup for ALE games; MinAtar-* names work too).
       The environment is reset first; one we build is closed at the end.
     num_steps: budget of agent steps (paper: 125,000).
     epsilon: exploration added on top of `policy` (paper: 0.001). Pass 0 if
@@ -322,25 +323,6 @@ def evaluate_policy(policy: PolicyLike,
 
 
 # ---------------------------------------------------------------- records
-def atomic_write_text(path: str, text: str) -> None:
-  """Writes `text` to `path` via a temporary file in its directory + rename."""
-  directory = os.path.dirname(os.path.abspath(path))
-  os.makedirs(directory, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(
-      dir=directory, prefix=f'.{os.path.basename(path)}.', suffix='.tmp')
-  try:
-    with os.fdopen(fd, 'w') as f:
-      f.write(text)
-      f.flush()
-      os.fsync(f.fileno())
-    os.chmod(tmp, 0o644)  # mkstemp's 0600 would make results owner-only.
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-    raise
-
-
 def atomic_write_json(path: str, obj: Any) -> None:
   """Writes `obj` as JSON to `path` via a temporary file and a rename."""
   atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + '\n')

@@ -12,11 +12,36 @@ uses the fraction scale throughout and says so in the function name:
 
 so random play scores 0.0 and the DQN-Replay average scores 1.0 (multiply by
 100 for the percentage scale).
+
+Games outside Table 3 (e.g. MinAtar's 'MinAtar-Breakout') have no row in the
+paper; their reference scores are measured by our own scripts and kept in a
+JSON reference-scores file (`load_reference_scores` / `write_reference_scores`):
+
+  {"MinAtar-Breakout": {"random": 0.5, "dqn_replay": 8.0}, ...}
+                                                (numbers only illustrative)
+
+  random       mean return of the uniformly random policy under the evaluation
+               protocol (the meaning of Table 3's "Random" column);
+  dqn_replay   average episode return of the offline dataset used for that game
+               (the meaning Table 3 gives its "DQN-Replay" column: the average
+               return of the trajectories in the dataset), not the return of a
+               separately trained DQN.
+
+Both must be finite numbers and differ. Other fields of a game's entry are
+ignored. The lookup functions take such scores as `extra`: they are matched
+case-insensitively like Table 3, and may only *add* games; a game that is
+also in Table 3 is an error (Table 3 is never overridden).
 """
+import json
+import math
+import numbers
+import os
 import types
-from typing import Mapping, NamedTuple, Sequence, Union
+from typing import Any, Dict, Mapping, NamedTuple, Optional, Sequence, Union
 
 import numpy as np
+
+from tf_offline_q import files
 
 
 class ReferenceScores(NamedTuple):
@@ -37,44 +62,193 @@ TABLE_3 = types.MappingProxyType({
 
 NORMALIZED_GAMES = tuple(TABLE_3)
 
+# Fields of one game's entry in a reference-scores file.
+REFERENCE_FIELDS = ReferenceScores._fields  # ('random', 'dqn_replay')
 
-def normalization_game_name(game: str) -> str:
-  """The Table 3 spelling of `game` ('pong' -> 'Pong').
+ExtraScores = Optional[Mapping[str, ReferenceScores]]
+
+
+# ---------------------------------------------------------- validation
+def _check_number(value: Any, where: str) -> float:
+  if (isinstance(value, bool) or not isinstance(value, numbers.Real) or
+      not math.isfinite(float(value))):
+    raise ValueError(f'{where} must be a finite number, got {value!r}')
+  return float(value)
+
+
+def _as_reference_scores(value: Any, where: str,
+                         allow_pairs: bool = True) -> ReferenceScores:
+  """`value` ({"random", "dqn_replay"}, or a (random, dqn_replay) pair such as
+  a `ReferenceScores` if `allow_pairs`) checked.
+
+  `where` names the entry in errors, e.g. "scores.json: game 'X'".
+  """
+  if isinstance(value, Mapping):
+    missing = [k for k in REFERENCE_FIELDS if k not in value]
+    if missing:
+      raise ValueError(
+          f'{where}: missing field{"s" if len(missing) > 1 else ""} '
+          f'{", ".join(repr(k) for k in missing)} (each game needs '
+          f'{{"random": float, "dqn_replay": float}})')
+    random, dqn_replay = value['random'], value['dqn_replay']
+  elif (allow_pairs and isinstance(value, Sequence) and
+        not isinstance(value, str) and len(value) == 2):
+    random, dqn_replay = value
+  else:
+    raise ValueError(
+        f'{where}: must be an object {{"random": float, "dqn_replay": float}}, '
+        f'got {value!r}')
+  row = ReferenceScores(
+      random=_check_number(random, f'{where}: field "random"'),
+      dqn_replay=_check_number(dqn_replay, f'{where}: field "dqn_replay"'))
+  if row.dqn_replay == row.random:
+    raise ValueError(
+        f'{where}: fields "dqn_replay" and "random" are equal ({row.random}), '
+        'so scores cannot be normalised (division by zero)')
+  return row
+
+
+def validate_reference_scores(scores: Mapping[str, Any],
+                              where: str = 'reference scores',
+                              allow_pairs: bool = True
+                             ) -> Dict[str, ReferenceScores]:
+  """Checked copy of {game: ReferenceScores} for games outside Table 3.
+
+  Values are {"random": .., "dqn_replay": ..} mappings or, if `allow_pairs`,
+  (random, dqn_replay) pairs such as `ReferenceScores`.
 
   Raises:
-    ValueError: `game` is not in Table 3 (the message lists the games).
+    ValueError (prefixed by `where`): not a mapping, an empty or non-string
+      game name, two names equal up to case, a game in Table 3, or a bad entry
+      (missing field, non-finite or non-number value, dqn_replay == random).
   """
+  if not isinstance(scores, Mapping):
+    raise ValueError(
+        f'{where}: must be an object {{"GameName": {{"random": float, '
+        f'"dqn_replay": float}}, ...}}, got {type(scores).__name__}')
+  checked, seen = {}, {}
+  table3 = {name.lower(): name for name in TABLE_3}
+  for game, value in scores.items():
+    if not isinstance(game, str) or not game.strip():
+      raise ValueError(f'{where}: game names must be non-empty strings, got '
+                       f'{game!r}')
+    key = game.strip().lower()
+    if key in table3:
+      raise ValueError(
+          f'{where}: game {game!r} is in Table 3 (as {table3[key]!r}); extra '
+          'reference scores can only add games, not override Table 3')
+    if key in seen:
+      raise ValueError(f'{where}: games {seen[key]!r} and {game!r} are the '
+                       'same game (names are case-insensitive)')
+    seen[key] = game
+    checked[game.strip()] = _as_reference_scores(
+        value, f'{where}: game {game!r}', allow_pairs)
+  return checked
+
+
+# ------------------------------------------------------------------ file
+def _reject_duplicate_keys(pairs):
+  result = {}
+  for key, value in pairs:
+    if key in result:
+      raise ValueError(f'duplicate key {key!r}')
+    result[key] = value
+  return result
+
+
+def load_reference_scores(path: str) -> Dict[str, ReferenceScores]:
+  """Reads a reference-scores JSON file (module docstring) into {game: row}.
+
+  Raises:
+    FileNotFoundError: `path` does not exist (named).
+    ValueError: naming `path` (and the game and field where it applies) for
+      invalid JSON, a non-object, a missing field, a non-finite or non-number
+      value, dqn_replay == random, or a game that is in Table 3.
+  """
+  path = os.fspath(path)
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f'Reference scores file {path} does not exist')
+  with open(path) as f:
+    text = f.read()
+  try:
+    data = json.loads(text, object_pairs_hook=_reject_duplicate_keys)
+  except ValueError as e:  # json.JSONDecodeError is a ValueError.
+    raise ValueError(f'{path}: not a valid reference-scores JSON file ({e})'
+                     ) from e
+  return validate_reference_scores(data, where=path, allow_pairs=False)
+
+
+def write_reference_scores(path: str, scores: Mapping[str, Any]) -> str:
+  """Writes {game: ReferenceScores} as a reference-scores file (atomically).
+
+  Entries are validated as `load_reference_scores` would (the error names
+  `path`). Returns `path`.
+  """
+  path = os.fspath(path)
+  checked = validate_reference_scores(scores, where=path)
+  data = {game: {'random': row.random, 'dqn_replay': row.dqn_replay}
+          for game, row in sorted(checked.items())}
+  files.atomic_write_text(path, json.dumps(data, indent=2) + '\n')
+  return path
+
+
+# ---------------------------------------------------------------- lookup
+def _table(extra: ExtraScores) -> Mapping[str, ReferenceScores]:
+  if not extra:
+    return TABLE_3
+  return dict(TABLE_3, **validate_reference_scores(extra, 'extra reference '
+                                                   'scores'))
+
+
+def normalization_game_name(game: str, extra: ExtraScores = None) -> str:
+  """The Table 3 (or `extra`) spelling of `game` ('pong' -> 'Pong').
+
+  Args:
+    game: a game name, any case.
+    extra: reference scores of games outside Table 3 (module docstring).
+
+  Raises:
+    ValueError: `game` is in neither Table 3 nor `extra` (the message lists
+      the games), or `extra` is invalid (e.g. repeats a Table 3 game).
+  """
+  table = _table(extra)
   if isinstance(game, str):
-    for name in TABLE_3:
+    for name in table:
       if name.lower() == game.strip().lower():
         return name
-  raise ValueError(
-      f'No DQN-Replay reference scores for game {game!r}: Table 3 only covers '
-      f'{", ".join(NORMALIZED_GAMES)}.')
+  message = (f'No DQN-Replay reference scores for game {game!r}: Table 3 only '
+             f'covers {", ".join(NORMALIZED_GAMES)}')
+  if extra:
+    others = [name for name in table if name not in TABLE_3]
+    message += f'; the extra reference scores cover {", ".join(others)}'
+  raise ValueError(message + '.')
 
 
-def reference_scores(game: str) -> ReferenceScores:
-  """Random and DQN-Replay average returns of `game` (Table 3)."""
-  return TABLE_3[normalization_game_name(game)]
+def reference_scores(game: str, extra: ExtraScores = None) -> ReferenceScores:
+  """Random and DQN-Replay average returns of `game` (Table 3 or `extra`)."""
+  return _table(extra)[normalization_game_name(game, extra)]
 
 
 def dqn_normalized_score(
-    game: str, score: Union[float, Sequence[float], np.ndarray]
+    game: str, score: Union[float, Sequence[float], np.ndarray],
+    extra: ExtraScores = None,
 ) -> Union[float, np.ndarray]:
   """DQN-Replay normalised score, on the fraction scale: random 0, DQN 1.0.
 
   Args:
-    game: one of Table 3's games (any case).
+    game: one of Table 3's games or of `extra`'s (any case).
     score: a raw episode return, or an array of them (any shape).
+    extra: reference scores of games outside Table 3 (module docstring).
 
   Returns:
     `(score - random) / (dqn_replay - random)`: a float for a scalar score,
     else a float64 array of `score`'s shape.
 
   Raises:
-    ValueError: `game` is not in Table 3 (the message lists the games).
+    ValueError: `game` is in neither Table 3 nor `extra` (the message lists
+      the games), or `extra` is invalid.
   """
-  row = reference_scores(game)
+  row = reference_scores(game, extra)
   normalized = ((np.asarray(score, dtype=np.float64) - row.random) /
                 (row.dqn_replay - row.random))
   if normalized.ndim == 0:
@@ -83,7 +257,11 @@ def dqn_normalized_score(
 
 
 def dqn_normalized_scores(
-    raw_scores: Mapping[str, Union[float, Sequence[float]]]
+    raw_scores: Mapping[str, Union[float, Sequence[float]]],
+    extra: ExtraScores = None,
 ) -> dict:
   """`dqn_normalized_score` applied to every entry of a {game: score} dict."""
-  return {game: dqn_normalized_score(game, s) for game, s in raw_scores.items()}
+  if extra:
+    extra = validate_reference_scores(extra, 'extra reference scores')
+  return {game: dqn_normalized_score(game, s, extra)
+          for game, s in raw_scores.items()}

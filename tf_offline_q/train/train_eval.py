@@ -31,7 +31,7 @@ from tf_agents.utils import common
 from tf_offline_q.agents import bc
 from tf_offline_q.agents import cql_c51
 from tf_offline_q.data import reverb_stream
-from tf_offline_q.envs import atari
+from tf_offline_q.envs import games
 from tf_offline_q.eval import evaluation
 from tf_offline_q.networks import q_network
 from tf_offline_q.train import strategy as strategy_lib
@@ -191,7 +191,7 @@ def train_eval(root_dir: str,
                       ('steps_per_run', steps_per_run)):
     if value < 1:
       raise ValueError(f'train_eval.{name} must be >= 1, got {value}')
-  game = atari.canonical_game_name(game)
+  game = games.canonical_game_name(game)
   strategy = strategy or tf.distribute.get_strategy()
   chief = strategy_lib.is_chief(strategy)
   print(f'{game} {agent_type} {backbone}/{aggregation} ({variant}) under '
@@ -202,9 +202,9 @@ def train_eval(root_dir: str,
   tf.keras.utils.set_random_seed(seed)
   method = method or f'{agent_type}_{backbone}_{aggregation}'
 
-  eval_env = atari.make_atari_env(game, sticky_action_prob=sticky_action_prob,
-                                  full_action_space=full_action_space,
-                                  max_episode_frames=max_episode_frames, seed=seed)
+  eval_env = games.make_env(game, sticky_action_prob=sticky_action_prob,
+                            full_action_space=full_action_space,
+                            max_episode_frames=max_episode_frames, seed=seed)
   time_step_spec = tensor_spec.from_spec(eval_env.time_step_spec())
   action_spec = tensor_spec.from_spec(eval_env.action_spec())
 

@@ -1,0 +1,59 @@
+"""One entry point for every game the project plays: ALE Atari and MinAtar.
+
+`canonical_game_name` and `make_env` dispatch on the name: `MinAtar-*` names
+(any spelling `minatar.canonical_game_name` accepts) go to
+`tf_offline_q.envs.minatar`, everything else to the ALE
+(`tf_offline_q.envs.atari`). Both environments give the same specs (uint8
+`[84, 84, 4]` observations, int64 actions) and the same protocol arguments, so
+data files, Reverb tables, agents and evaluation do not care which it is.
+"""
+from typing import List, Optional
+
+from tf_agents.environments import py_environment
+
+from tf_offline_q import specs
+from tf_offline_q.envs import minatar
+
+
+def canonical_game_name(name: str) -> str:
+  """'pong' -> 'Pong', 'minatar:breakout' -> 'MinAtar-Breakout'.
+
+  Raises:
+    ValueError: unknown game, naming it and listing the valid ones.
+  """
+  if minatar.is_minatar_game(name):
+    return minatar.canonical_game_name(name)
+  from tf_offline_q.envs import atari  # pylint: disable=g-import-not-at-top
+  return atari.canonical_game_name(name)
+
+
+def valid_games() -> List[str]:
+  """Every ALE game, then the MinAtar games."""
+  from tf_offline_q.envs import atari  # pylint: disable=g-import-not-at-top
+  return atari.valid_games() + list(minatar.GAMES)
+
+
+def make_env(game: str,
+             sticky_action_prob: float = 0.25,
+             full_action_space: bool = False,
+             max_episode_frames: Optional[int] = 108_000,
+             stack_size: int = specs.STACK_SIZE,
+             seed: Optional[int] = None) -> py_environment.PyEnvironment:
+  """The evaluation environment of `game` (see `make_atari_env`, `make_minatar_env`).
+
+  Args:
+    game: an ALE or MinAtar game name.
+    sticky_action_prob: paper 0.25.
+    full_action_space: 18 ALE / 6 MinAtar actions instead of the game's minimal set.
+    max_episode_frames: raw-frame cap (ALE frames; MinAtar frames = agent steps).
+    stack_size: frames per observation.
+    seed: environment seed (None: entropy).
+  """
+  if minatar.is_minatar_game(game):
+    return minatar.make_minatar_env(game, sticky_action_prob, full_action_space,
+                                    max_episode_frames, stack_size, seed)
+  from tf_offline_q.envs import atari  # pylint: disable=g-import-not-at-top
+  return atari.make_atari_env(game, sticky_action_prob=sticky_action_prob,
+                              full_action_space=full_action_space,
+                              max_episode_frames=max_episode_frames,
+                              stack_size=stack_size, seed=seed)
