@@ -186,33 +186,24 @@ def data_returns(replay_dir):
 
 
 def reference_returns(game, policy_dir, episodes, random_episodes, seed=12345):
-  """Returns of the random and the (epsilon 0.001) scripted policy, paper protocol."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  """Returns of random play and of the scripted policy, with the evaluation protocol.
+
+  Both are played by `evaluation.evaluate_policy` (sticky actions 0.25,
+  epsilon 0.001 on top of the policy, the same frame cap as the agents), for a
+  number of whole episodes.
+  """
+  from tf_agents.policies import random_py_policy  # pylint: disable=g-import-not-at-top
   from tf_offline_q.envs import games  # pylint: disable=g-import-not-at-top
+  from tf_offline_q.eval import evaluation  # pylint: disable=g-import-not-at-top
   env = games.make_env(game, sticky_action_prob=0.25, full_action_space=False,
                        max_episode_frames=FLAGS.max_episode_frames, seed=seed)
-  policy = tf.saved_model.load(policy_dir)
-  rng = np.random.default_rng(seed)
+  random_policy = random_py_policy.RandomPyPolicy(env.time_step_spec(), env.action_spec())
   results = {}
-  for kind, count in (('random', random_episodes), ('scripted', episodes)):
-    returns = []
-    for _ in range(count):
-      time_step = env.reset()
-      total = 0.0
-      while not time_step.is_last():
-        if kind == 'random' or rng.random() < 0.001:
-          action = int(rng.integers(env.num_actions))
-        else:
-          batched = time_step._replace(
-              step_type=tf.constant([time_step.step_type], tf.int32),
-              reward=tf.constant([time_step.reward], tf.float32),
-              discount=tf.constant([time_step.discount], tf.float32),
-              observation=tf.constant(time_step.observation[None]))
-          action = int(policy.action(batched).action.numpy()[0])
-        time_step = env.step(np.int64(action))
-        total += float(time_step.reward)
-      returns.append(total)
-    results[kind] = returns
+  for kind, policy, count in (('random', random_policy, random_episodes),
+                              ('scripted', policy_dir, episodes)):
+    result = evaluation.evaluate_policy(policy, env, num_steps=sys.maxsize, epsilon=0.001,
+                                        max_episodes=count, seed=seed)
+    results[kind] = list(result.returns)
   env.close()
   return results
 

@@ -62,8 +62,9 @@ def define_flags():
                        'Raw-frame cap per episode (paper: 108000). Lower only '
                        'for smoke tests.')
   flags.DEFINE_bool('full_action_space', None,
-                    'Use the 18-action ALE set; default: the set the policy was '
-                    'trained with (18 actions -> full set, else the minimal set).')
+                    'Use the full action set (18 ALE / 6 MinAtar actions); default: '
+                    'per game, the full set if the policy has that many actions, '
+                    'else the minimal set.')
 
 
 
@@ -86,19 +87,22 @@ def evaluate_saved_policy(policy_dir, games, output, num_steps, epsilon,
                           max_episode_frames=108_000, full_action_space=None):
   """Evaluates the policy in `policy_dir` on `games`; writes and returns JSON.
 
-  `full_action_space=None` takes the full set for an 18-action policy and the
-  game's minimal set otherwise.
+  `full_action_space=None` decides per game: the full set if the policy has
+  as many actions as the game's full set (18 ALE, 6 MinAtar), else the game's
+  minimal set (Pong's minimal set also has 6 actions, so a count alone cannot
+  decide across kinds of game).
   """
   if not output:
     raise ValueError('--output is required')
   policy = evaluation.load_saved_policy(policy_dir)
-  if full_action_space is None:
-    spec = policy.action_spec
-    full_action_space = int(spec.maximum) - int(spec.minimum) + 1 in (18, 6)
+  spec = policy.action_spec
+  num_policy_actions = int(spec.maximum) - int(spec.minimum) + 1
   try:
     train_step = int(policy.get_train_step())
   except Exception:  # pylint: disable=broad-except
     train_step = None
+  if train_step is not None and train_step < 0:
+    train_step = None    # PolicySaver's -1: saved without a train step.
   report = {
       'policy_dir': os.path.abspath(policy_dir),
       'train_step': train_step,
@@ -115,9 +119,12 @@ def evaluate_saved_policy(policy_dir, games, output, num_steps, epsilon,
   }
   for game in games:
     start = time.time()
+    full = full_action_space
+    if full is None:
+      full = num_policy_actions == games_lib.full_action_count(game)
     env = games_lib.make_env(
         game, sticky_action_prob=sticky_action_prob,
-        full_action_space=full_action_space,
+        full_action_space=full,
         max_episode_frames=max_episode_frames, seed=seed)
     try:
       result = evaluation.evaluate_policy(
@@ -133,6 +140,7 @@ def evaluate_saved_policy(policy_dir, games, output, num_steps, epsilon,
         'num_steps': result.num_steps,
         'mean_return': record['mean_return'],
         'normalized': record['normalized'],
+        'full_action_space': full,
     }
     scores = [r['normalized'] for r in report['results'].values()
               if r['normalized'] is not None]

@@ -49,6 +49,7 @@ from absl import flags
 from absl import logging
 import numpy as np
 
+from tf_offline_q import files
 from tf_offline_q.eval import evaluation
 from tf_offline_q.eval import metrics
 from tf_offline_q.eval import normalization
@@ -356,7 +357,7 @@ def build_report(run_dirs: Sequence[str], output_dir: str,
   evaluation.atomic_write_json(os.path.join(output_dir, 'summary.json'),
                                summary)
   markdown = render_markdown(summary)
-  evaluation.atomic_write_text(os.path.join(output_dir, 'report.md'), markdown)
+  files.atomic_write_text(os.path.join(output_dir, 'report.md'), markdown)
   return summary
 
 

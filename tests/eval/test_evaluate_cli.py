@@ -80,6 +80,33 @@ def test_evaluate_end_to_end(saved_policy_dir, tmp_path):
   assert 'Wrote' in completed.stdout
 
 
+def _save_policy(path, num_actions):
+  q_net = sequential.Sequential([
+      tf.keras.layers.Lambda(lambda x: tf.cast(x, tf.float32) / 255.0),
+      tf.keras.layers.AveragePooling2D(pool_size=12),
+      tf.keras.layers.Flatten(),
+      tf.keras.layers.Dense(num_actions),
+  ], input_spec=specs.observation_spec())
+  policy = q_policy.QPolicy(specs.time_step_spec(), specs.action_spec(num_actions),
+                            q_network=q_net)
+  policy_saver.PolicySaver(policy, batch_size=None).save(path)
+  return path
+
+
+def test_action_set_is_inferred_per_game(tmp_path):
+  """6 actions: Pong's minimal set on the ALE, but MinAtar's full set."""
+  evaluate = _load_evaluate_module()
+  policy_dir = _save_policy(str(tmp_path / 'six'), 6)
+  report = evaluate.evaluate_saved_policy(
+      policy_dir, ['Pong', 'MinAtar-Breakout'], str(tmp_path / 'out.json'),
+      num_steps=5, epsilon=0.0, sticky_action_prob=0.25, seed=0,
+      max_episode_frames=40)
+  assert report['results']['Pong']['full_action_space'] is False
+  assert report['results']['MinAtar-Breakout']['full_action_space'] is True
+  assert report['protocol']['full_action_space'] is None
+  assert report['train_step'] is None            # saved without a train step
+
+
 def test_saved_policy_evaluates_in_process(saved_policy_dir):
   policy = evaluation.load_saved_policy(saved_policy_dir)
   assert policy.get_train_step() == TRAIN_STEP

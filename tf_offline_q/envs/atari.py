@@ -154,24 +154,12 @@ class AtariEnvironment(base.GameEnvironment):
                stack_size: int = specs.STACK_SIZE,
                frame_shape: Sequence[int] = specs.FRAME_SHAPE,
                seed: Optional[int] = None):
-    super().__init__()
-    if not 0.0 <= sticky_action_prob <= 1.0:
-      raise ValueError(
-          f'sticky_action_prob must be in [0, 1], got {sticky_action_prob}')
     if frame_skip < 1:
       raise ValueError(f'frame_skip must be >= 1, got {frame_skip}')
-    if stack_size < 1:
-      raise ValueError(f'stack_size must be >= 1, got {stack_size}')
-    if max_episode_frames is not None and max_episode_frames < 1:
-      raise ValueError(
-          f'max_episode_frames must be >= 1 or None, got {max_episode_frames}')
+    super().__init__(canonical_game_name(game), sticky_action_prob,
+                     max_episode_frames, stack_size, seed)
     gym.register_envs(ale_py)
-    self._game = canonical_game_name(game)
-    self._sticky_action_prob = float(sticky_action_prob)
     self._frame_skip = int(frame_skip)
-    self._max_episode_frames = (
-        int(max_episode_frames) if max_episode_frames is not None else None)
-    self._seed = seed
 
     # The frame cap is ours (counted in raw frames, checked after each agent
     # step); the ALE's own cap is disabled so it never stops mid-frame-skip.
@@ -251,14 +239,11 @@ class AtariEnvironment(base.GameEnvironment):
       self._needs_seeding = False
     else:
       self._ale.reset_game()
-    self._episode_return = 0.0
-    self._episode_frames = 0
-    self._episode_steps = 0
+    self._begin_episode()
     self._episode_lives = self._ale.lives()
     self._ale.getScreenGrayscale(self._screens[1])
     self._screens[0] = self._screens[1]
     self._stack.fill(0)
-    self._episode_ended = False
     return _time_step(ts.StepType.FIRST, self._pool_and_push(), 0.0, 1.0)
 
   def _step(self, action) -> ts.TimeStep:

@@ -7,16 +7,37 @@ from tf_agents.environments import py_environment
 class GameEnvironment(py_environment.PyEnvironment):
   """An unbatched game `PyEnvironment` with the evaluation protocol's settings.
 
-  Subclasses set `_game`, `_num_actions`, `_sticky_action_prob`,
-  `_max_episode_frames`, `_seed`, `_observation_spec` and `_action_spec` in
-  their `__init__`, count `_episode_return`, `_episode_frames` and
-  `_episode_steps` while stepping, and call `_end_episode` at a `LAST` step.
-  Auto-reset is theirs (the base class check costs ~0.1 ms a step).
+  The constructor checks and keeps the protocol settings. Subclasses set
+  `_num_actions`, `_observation_spec` and `_action_spec` in their `__init__`,
+  call `_begin_episode` in `_reset`, count `_episode_return`, `_episode_frames`
+  and `_episode_steps` while stepping, and call `_end_episode` at a `LAST`
+  step. Auto-reset is theirs (the base class check costs ~0.1 ms a step).
+
+  Args:
+    game: canonical game name.
+    sticky_action_prob: probability of repeating the previous action, in [0, 1].
+    max_episode_frames: frame cap per episode (>= 1), or None.
+    stack_size: frames per observation (>= 1).
+    seed: seed of the first reset (None: entropy).
   """
 
-  def __init__(self):
+  def __init__(self, game: str, sticky_action_prob: float,
+               max_episode_frames: Optional[int], stack_size: int,
+               seed: Optional[int]):
     super().__init__(handle_auto_reset=False)
-    self._seed = None
+    if not 0.0 <= sticky_action_prob <= 1.0:
+      raise ValueError(
+          f'sticky_action_prob must be in [0, 1], got {sticky_action_prob}')
+    if stack_size < 1:
+      raise ValueError(f'stack_size must be >= 1, got {stack_size}')
+    if max_episode_frames is not None and max_episode_frames < 1:
+      raise ValueError(
+          f'max_episode_frames must be >= 1 or None, got {max_episode_frames}')
+    self._game = game
+    self._sticky_action_prob = float(sticky_action_prob)
+    self._max_episode_frames = (
+        int(max_episode_frames) if max_episode_frames is not None else None)
+    self._seed = seed
     self._needs_seeding = True
     self._episode_ended = True
     self._episode_return = 0.0
@@ -87,6 +108,12 @@ class GameEnvironment(py_environment.PyEnvironment):
       raise ValueError(f'action must be an integer in [0, {self._num_actions}) for '
                        f'{self._game}, got {action!r}')
     return index
+
+  def _begin_episode(self):
+    self._episode_return = 0.0
+    self._episode_frames = 0
+    self._episode_steps = 0
+    self._episode_ended = False
 
   def _end_episode(self, truncated: bool):
     self._episode_ended = True

@@ -27,6 +27,13 @@ def canonical_game_name(name: str) -> str:
   return atari.canonical_game_name(name)
 
 
+def full_action_count(game: str) -> int:
+  """Size of `game`'s full action set: 18 for the ALE, 6 for MinAtar."""
+  if minatar.is_minatar_game(game):
+    return minatar.NUM_ACTIONS_FULL
+  return specs.NUM_ACTIONS_FULL
+
+
 def valid_games() -> List[str]:
   """Every ALE game, then the MinAtar games."""
   from tf_offline_q.envs import atari  # pylint: disable=g-import-not-at-top

@@ -36,7 +36,7 @@ MinAtar-Freeway, MinAtar-Seaquest, MinAtar-SpaceInvaders.
   time_step = env.reset()              # observation uint8 [84, 84, 4]
   time_step = env.step(np.int64(2))    # RIGHT
 """
-from typing import Dict, Optional
+from typing import Optional
 
 import numpy as np
 from tf_agents.specs import tensor_spec
@@ -57,6 +57,7 @@ _GAMES = {
 }
 GAMES = tuple(PREFIX + name for name in _GAMES)
 
+NUM_ACTIONS_FULL = 6   # MinAtar's full action set (NOOP, LEFT, UP, RIGHT, DOWN, FIRE)
 GRID = 10          # MinAtar's grid side
 CELL = 7           # pixels per cell side in the 84x84 frame
 BORDER = 7         # black pixels around the grid
@@ -123,22 +124,13 @@ class MinAtarEnvironment(base.GameEnvironment):
                max_episode_frames: Optional[int] = 108_000,
                stack_size: int = specs.STACK_SIZE,
                seed: Optional[int] = None):
-    super().__init__()
-    if not 0.0 <= sticky_action_prob <= 1.0:
-      raise ValueError(f'sticky_action_prob must be in [0, 1], got {sticky_action_prob}')
-    if stack_size < 1:
-      raise ValueError(f'stack_size must be >= 1, got {stack_size}')
-    if max_episode_frames is not None and max_episode_frames < 1:
-      raise ValueError(f'max_episode_frames must be >= 1 or None, got {max_episode_frames}')
+    super().__init__(canonical_game_name(game), sticky_action_prob,
+                     max_episode_frames, stack_size, seed)
     import minatar  # pylint: disable=g-import-not-at-top
-    self._game = canonical_game_name(game)
     self._env = minatar.Environment(_GAMES[self._game[len(PREFIX):]],
-                                    sticky_action_prob=float(sticky_action_prob))
-    self._sticky_action_prob = float(sticky_action_prob)
-    self._max_episode_frames = int(max_episode_frames) if max_episode_frames else None
-    self._seed = seed
+                                    sticky_action_prob=self._sticky_action_prob)
     # Our action index -> MinAtar's (0..5).
-    self._action_set = (list(range(self._env.num_actions())) if full_action_space
+    self._action_set = (list(range(NUM_ACTIONS_FULL)) if full_action_space
                         else list(self._env.minimal_action_set()))
     self._num_actions = len(self._action_set)
     self._observation_spec = tensor_spec.to_array_spec(
@@ -175,10 +167,7 @@ class MinAtarEnvironment(base.GameEnvironment):
     self._env.reset()
     self._env.last_action = 0
     self._stack.fill(0)
-    self._episode_return = 0.0
-    self._episode_frames = 0
-    self._episode_steps = 0
-    self._episode_ended = False
+    self._begin_episode()
     return self._time_step(ts.StepType.FIRST, 0.0, 1.0)
 
   def _step(self, action) -> ts.TimeStep:

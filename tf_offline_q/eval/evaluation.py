@@ -46,8 +46,8 @@ from tf_agents.specs import array_spec
 from tf_agents.trajectories import time_step as ts
 
 from tf_offline_q.eval import metrics as eval_metrics
-from tf_offline_q.files import atomic_write_text  # pylint: disable=unused-import (re-exported)
 from tf_offline_q.eval import normalization
+from tf_offline_q.files import atomic_write_text
 
 EVAL_STEPS = 125_000
 EVAL_EPSILON = 0.001

@@ -211,22 +211,27 @@ def normalization_game_name(game: str, extra: ExtraScores = None) -> str:
     ValueError: `game` is in neither Table 3 nor `extra` (the message lists
       the games), or `extra` is invalid (e.g. repeats a Table 3 game).
   """
-  table = _table(extra)
+  return _find(game, _table(extra))
+
+
+def _find(game: str, table: Mapping[str, ReferenceScores]) -> str:
+  """The spelling of `game` among `table`'s games (`normalization_game_name`)."""
   if isinstance(game, str):
     for name in table:
       if name.lower() == game.strip().lower():
         return name
   message = (f'No DQN-Replay reference scores for game {game!r}: Table 3 only '
              f'covers {", ".join(NORMALIZED_GAMES)}')
-  if extra:
-    others = [name for name in table if name not in TABLE_3]
+  others = [name for name in table if name not in TABLE_3]
+  if others:
     message += f'; the extra reference scores cover {", ".join(others)}'
   raise ValueError(message + '.')
 
 
 def reference_scores(game: str, extra: ExtraScores = None) -> ReferenceScores:
   """Random and DQN-Replay average returns of `game` (Table 3 or `extra`)."""
-  return _table(extra)[normalization_game_name(game, extra)]
+  table = _table(extra)
+  return table[_find(game, table)]
 
 
 def dqn_normalized_score(
@@ -261,7 +266,5 @@ def dqn_normalized_scores(
     extra: ExtraScores = None,
 ) -> dict:
   """`dqn_normalized_score` applied to every entry of a {game: score} dict."""
-  if extra:
-    extra = validate_reference_scores(extra, 'extra reference scores')
   return {game: dqn_normalized_score(game, s, extra)
           for game, s in raw_scores.items()}
