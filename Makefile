@@ -8,11 +8,15 @@ STAMP := $(VENV)/.installed
 
 setup: $(STAMP)
 
-$(STAMP): setup.py constraints.txt
+$(STAMP): setup.py pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade "pip<25" "setuptools<76" wheel
+	$(PY) -m pip install --quiet --upgrade "pip>=23.1,<26" "setuptools>=64,<76" wheel
+	@# A venv made before the switch to tensorflow-cpu holds the GPU build: both install the same
+	@# files, so replace it rather than install one over the other.
+	if $(PY) -m pip show --quiet tensorflow 2>/dev/null; then \
+	  $(PY) -m pip uninstall --quiet --yes tensorflow tf-keras tensorflow-cpu; fi
 	$(PY) -m pip install --quiet -c constraints.txt -e ".[test]"
-	$(PY) -c "import tensorflow, tf_agents, reverb, tensorflow_datasets, gymnasium, ale_py, rliable, minatar"
+	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -c "import tensorflow, tf_agents, reverb, tensorflow_datasets, gymnasium, ale_py, rliable, minatar, mujoco, gymnasium_robotics, minari"
 	touch $(STAMP)
 
 test: setup

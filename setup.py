@@ -7,8 +7,10 @@ stack was verified with; `make setup` installs with it.
 import setuptools
 
 INSTALL_REQUIRES = [
-    "tensorflow==2.15.1",
-    "tf-keras==2.15.1",
+    # The CPU build of TensorFlow 2.15.1: the default `tensorflow` wheel prints three CUDA-factory
+    # registration errors at every import on a machine without a GPU. For a GPU, install
+    # `tensorflow[and-cuda]==2.15.1` in place of it (README, "Installation").
+    "tensorflow-cpu==2.15.1",
     "tf-agents==0.19.0",
     "dm-reverb==0.14.0",
     "tensorflow-probability==0.23.0",
@@ -18,6 +20,12 @@ INSTALL_REQUIRES = [
     "protobuf>=3.20,<4.26",
     "numpy>=1.26,<2",
     "gymnasium==1.3.0",
+    # TF-Agents imports gym 0.23 (we use gymnasium); gym-notices 0.0.8 has no
+    # "unmaintained" notice for it, so no banner is printed at every import.
+    "gym-notices==0.0.8",
+    # gymnasium-robotics 1.4.2 prints, at every import, a notice about AdroitHand reward changes
+    # (environments we do not use) taken from farama-notifications 0.0.6; 0.0.4 has no notices.
+    "farama-notifications==0.0.4",
     "ale-py==0.12.1",
     "opencv-python-headless>=4.8,<4.11",
     "gin-config==0.5.0",
@@ -30,6 +38,12 @@ INSTALL_REQUIRES = [
     # MinAtar (Young & Tian, 2019): the small games bench/learning.py learns on 2 cores.
     "MinAtar==1.0.15",
     "seaborn==0.13.2",
+    # Continuous control (Q-Transformer, QT): MuJoCo locomotion, Gymnasium-Robotics mazes and Fetch,
+    # Minari datasets (0.5.4+ needs numpy 2).
+    "mujoco==3.3.7",
+    "gymnasium-robotics==1.4.2",
+    "minari==0.5.3",
+    "h5py>=3.8",
 ]
 
 setuptools.setup(

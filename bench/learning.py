@@ -40,11 +40,7 @@ An existing dataset under --root_dir is reused; existing run directories are
 resumed by train.py (delete --root_dir for a fresh benchmark).
 """
 import collections
-import glob
-import json
 import os
-import shlex
-import subprocess
 import sys
 import time
 
@@ -54,6 +50,8 @@ import numpy as np
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
+from tf_offline_q import console  # pylint: disable=g-import-not-at-top
+from tf_offline_q import experiments  # pylint: disable=g-import-not-at-top
 
 flags.DEFINE_string('root_dir', 'runs/learning', 'Where data, runs and the report go.')
 flags.DEFINE_string('game', 'MinAtar-Breakout', 'Game with a scripted policy: MinAtar-Breakout or Breakout (ALE).')
@@ -92,19 +90,6 @@ GIN_FILES = {'cql_vit': 'vit_none.gin', 'cql_vit_ts': 'vit_ts_none.gin',
              'bc_vit': 'bc_vit.gin', 'bc_vit_ts': 'bc_vit_ts.gin'}
 
 
-def _env():
-  return dict(os.environ, TF_CPP_MIN_LOG_LEVEL=os.environ.get('TF_CPP_MIN_LOG_LEVEL', '2'))
-
-
-def run(*command):
-  print('\n$ ' + ' '.join(shlex.quote(c) for c in command), flush=True)
-  start = time.time()
-  proc = subprocess.run([sys.executable, *command], cwd=REPO, env=_env())
-  if proc.returncode:
-    sys.exit(f'learning: step failed (exit {proc.returncode}): {command[0]}')
-  print(f'  ({time.time() - start:.0f}s)', flush=True)
-
-
 def train_command(root, replay_dir, game, method, seed):
   run_dir = os.path.join(root, 'runs', f'{method}_s{seed}')
   lr = FLAGS.learning_rate
@@ -133,56 +118,13 @@ def train_command(root, replay_dir, game, method, seed):
 
 
 def train_all(root, replay_dir, game):
-  """Runs every (method, seed) with at most --parallel train.py processes."""
-  jobs = [(m, s) for s in range(FLAGS.seeds) for m in FLAGS.methods]
-  pending = collections.deque(jobs)
-  running = {}
-  failed = []
-  while pending or running:
-    while pending and len(running) < FLAGS.parallel:
-      method, seed = pending.popleft()
+  """Runs every (method, seed) with at most --parallel train.py processes (logs: RUN/train.log)."""
+  jobs = []
+  for seed in range(FLAGS.seeds):
+    for method in FLAGS.methods:
       run_dir, command = train_command(root, replay_dir, game, method, seed)
-      os.makedirs(run_dir, exist_ok=True)
-      log = open(os.path.join(run_dir, 'train.log'), 'w')
-      print(f'[{time.strftime("%H:%M:%S")}] start {method} seed {seed}: '
-            + ' '.join(shlex.quote(c) for c in command), flush=True)
-      proc = subprocess.Popen([sys.executable, *command], cwd=REPO, env=_env(),
-                              stdout=log, stderr=subprocess.STDOUT)
-      running[proc] = (method, seed, run_dir, log, time.time())
-    time.sleep(2)
-    for proc in list(running):
-      if proc.poll() is None:
-        continue
-      method, seed, run_dir, log, start = running.pop(proc)
-      log.close()
-      finals = _eval_records(run_dir)
-      last = (f'final mean return {finals[-1]["mean_return"]:.1f}' if finals
-              else 'no evaluation')
-      status = 'done' if proc.returncode == 0 else f'FAILED (exit {proc.returncode})'
-      print(f'[{time.strftime("%H:%M:%S")}] {status} {method} seed {seed} in '
-            f'{time.time() - start:.0f}s: {last}  (log: {run_dir}/train.log)', flush=True)
-      if proc.returncode:
-        failed.append((method, seed))
-  return failed
-
-
-def _eval_records(run_dir):
-  path = os.path.join(run_dir, 'eval', 'returns.jsonl')
-  if not os.path.exists(path):
-    return []
-  with open(path) as f:
-    return [json.loads(line) for line in f if line.strip()]
-
-
-def data_returns(replay_dir):
-  """Game scores of the finished episodes in the generated data."""
-  from tf_offline_q.data import dqn_replay  # pylint: disable=g-import-not-at-top
-  returns, steps = [], 0
-  for episode in dqn_replay.iterate_episodes(replay_dir):
-    steps += len(episode)
-    if episode.terminal:
-      returns.append(float(np.sum(episode.reward)))
-  return returns, steps
+      jobs.append((f'{method}_s{seed}', command, os.path.join(run_dir, 'train.log')))
+  return experiments.run_scripts(jobs, parallel=FLAGS.parallel, echo=False)
 
 
 def reference_returns(game, policy_dir, episodes, random_episodes, seed=12345):
@@ -216,6 +158,7 @@ def _fmt(returns):
 
 def main(argv):
   del argv
+  console.quiet_third_party()
   start = time.time()
   root = os.path.abspath(FLAGS.root_dir)
   unknown = set(FLAGS.methods) - set(GIN_FILES)
@@ -228,27 +171,13 @@ def main(argv):
   except ValueError as e:
     raise app.UsageError(f'--game: {e}') from e
 
-  # 1. The scripted behaviour policy.
-  policy_dir = os.path.join(root, 'scripted_policy')
-  if not os.path.isdir(policy_dir):
-    from tf_offline_q.envs import scripted  # pylint: disable=g-import-not-at-top
-    options = {}
-    if game == 'MinAtar-Breakout':
-      options['bounce_row'] = None if FLAGS.scripted_aim == 'follow' else 3
-    scripted.export_scripted_policy(game, policy_dir, **options)
-    print(f'Exported the scripted {game} policy to {policy_dir}', flush=True)
-
-  # 2. The deliberately suboptimal dataset.
-  data_root = os.path.join(root, 'data')
-  replay_dir = os.path.join(data_root, game, '1', 'replay_logs')
-  if not os.path.isdir(replay_dir):
-    run('launch/generate_dqn_replay.py', f'--root_dir={data_root}', f'--game={game}',
-        f'--num_steps={FLAGS.data_steps}', f'--checkpoint_every={FLAGS.data_steps}',
-        '--nofull_action_space', '--noclip_rewards', '--policy=mixture',
-        f'--policy_dir={policy_dir}', f'--epsilon={FLAGS.behaviour_epsilon}',
-        f'--mixture_random_prob={FLAGS.mixture_random_prob}',
-        f'--max_episode_frames={FLAGS.max_episode_frames}', '--seed=0')
-  behaviour, data_steps = data_returns(replay_dir)
+  # 1-2. The scripted behaviour policy and the deliberately suboptimal dataset.
+  replay_dir, policy_dir = experiments.scripted_mixture(
+      root, game, FLAGS.data_steps, behaviour_epsilon=FLAGS.behaviour_epsilon,
+      mixture_random_prob=FLAGS.mixture_random_prob,
+      max_episode_frames=FLAGS.max_episode_frames, scripted_aim=FLAGS.scripted_aim,
+      caller='learning')
+  behaviour, data_steps = experiments.data_returns(replay_dir)
   print(f'Data: {data_steps} steps, {len(behaviour)} finished episodes, '
         f'mean return {np.mean(behaviour):.2f}', flush=True)
 
@@ -279,8 +208,8 @@ def main(argv):
 
   # 4. Report.
   report_dir = os.path.join(root, 'report')
-  run('launch/report.py', f'--runs={os.path.join(root, "runs", "*")}',
-      f'--output_dir={report_dir}', f'--reps={FLAGS.reps}', *report_flags)
+  experiments.run_script('launch/report.py', f'--runs={os.path.join(root, "runs", "*")}',
+      f'--output_dir={report_dir}', f'--reps={FLAGS.reps}', *report_flags, caller='learning')
 
   # 5. Print.
   with open(os.path.join(report_dir, 'report.md')) as f:
@@ -290,12 +219,12 @@ def main(argv):
   for method in FLAGS.methods:
     finals = []
     for seed in range(FLAGS.seeds):
-      records = _eval_records(os.path.join(root, 'runs', f'{method}_s{seed}'))
+      records = experiments.eval_records(os.path.join(root, 'runs', f'{method}_s{seed}'))
       if records:
         finals.append(records[-1]['mean_return'])
     curve = collections.defaultdict(list)
     for seed in range(FLAGS.seeds):
-      for record in _eval_records(os.path.join(root, 'runs', f'{method}_s{seed}')):
+      for record in experiments.eval_records(os.path.join(root, 'runs', f'{method}_s{seed}')):
         curve[record['step']].append(record['mean_return'])
     curve_text = ', '.join(f'{step}: {np.mean(v):.2f}' for step, v in sorted(curve.items()))
     print(f'  {method:11s} {np.mean(finals) if finals else float("nan"):6.2f}  '

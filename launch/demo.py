@@ -1,77 +1,160 @@
-r"""`make demo`: the paper's pipeline end to end, CPU-sized, in about ten minutes.
+r"""`make demo`: offline Q-learning end to end on 2 CPU cores, with learning you can see.
 
-1. generates a small real-ALE DQN-Replay sample (Dopamine checkpoint files);
-2. trains a micro ViT-ts CQL agent and a micro ViT-ts BC agent on it, through
-   Reverb, with TensorBoard summaries, checkpoints and policy SavedModels;
-3. evaluates both with sticky actions and epsilon 0.001 during training;
-4. writes a report (DQN-normalised IQM with bootstrap CIs, plots).
+1. makes a dataset with real signal: MinAtar Breakout (drawn as Atari-shaped
+   84x84 frames, so the ALE pipeline runs unchanged), each episode played
+   either at random or by a scripted player with 10% random actions, written
+   as Dopamine DQN-Replay files by `launch/generate_dqn_replay.py`;
+2. measures random play with the evaluation protocol: the 0 of the normalised
+   score (1.0 = the dataset's average return, Table 3's meaning);
+3. trains micro-ViT CQL (C51, n-step 3) and micro-ViT BC on it with
+   `launch/train.py`, two processes side by side, through Reverb, with
+   TensorBoard summaries, checkpoints, periodic evaluation (sticky actions,
+   epsilon 0.001) and a SavedModel of the trained policy;
+4. writes the report (`launch/report.py`: normalised IQM with bootstrap CIs,
+   learning curves, performance profiles);
+5. replays each exported SavedModel with `launch/evaluate.py`, in a fresh
+   process, and prints its score beside the final in-training evaluation.
 
-Every step is one of the launch scripts, run as a user would run it; the
-commands are printed as they start.
+  python launch/demo.py --root_dir=runs/demo [--train_steps=1200] [--methods=cql_vit,bc_vit]
 
-  python launch/demo.py --root_dir=runs/demo [--game=Breakout] [--train_steps=1500]
+Re-running reuses the dataset and resumes the runs (delete --root_dir for a fresh demo).
 """
+import json
 import os
-import shlex
-import subprocess
 import sys
 import time
 
 from absl import app
 from absl import flags
+import numpy as np
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tf_offline_q import console  # pylint: disable=g-import-not-at-top
+from tf_offline_q import experiments  # pylint: disable=g-import-not-at-top
+
+GAME = 'MinAtar-Breakout'
+GIN_FILES = {'cql_vit': 'vit_none.gin', 'bc_vit': 'bc_vit.gin',
+             'cql_vit_ts': 'vit_ts_none.gin', 'bc_vit_ts': 'bc_vit_ts.gin',
+             'cql_convnet': 'convnet.gin'}
 
 flags.DEFINE_string('root_dir', 'runs/demo', 'Where data, runs and the report go.')
-flags.DEFINE_string('game', 'Breakout', 'ALE game.')
-flags.DEFINE_integer('data_steps', 6000, 'Agent steps of generated data.')
-flags.DEFINE_integer('train_steps', 1500, 'Gradient updates per agent.')
-flags.DEFINE_integer('eval_interval', 500, 'Updates between evaluations.')
-flags.DEFINE_integer('eval_steps', 1000, 'Agent steps per evaluation (paper: 125K).')
+flags.DEFINE_list('methods', ['cql_vit', 'bc_vit'], f'Methods to train: {sorted(GIN_FILES)}.')
+flags.DEFINE_integer('data_steps', 20000, 'Agent steps of generated data.')
+flags.DEFINE_integer('train_steps', 1200, 'Gradient updates per method.')
+flags.DEFINE_integer('eval_interval', 400, 'Updates between evaluations.')
+flags.DEFINE_integer('eval_steps', 1500, 'Agent steps per evaluation (paper: 125K).')
+flags.DEFINE_integer('eval_max_episodes', 40, 'Stop an evaluation after this many episodes.')
+flags.DEFINE_integer('max_episode_frames', 2000, 'Frame cap per episode.')
+flags.DEFINE_integer('random_episodes', 300, 'Episodes of random play measured.')
+flags.DEFINE_integer('seed', 0, 'Seed of the training runs.')
 FLAGS = flags.FLAGS
 
 
-def run(*command):
-  print('\n$ ' + ' '.join(shlex.quote(c) for c in command), flush=True)
-  start = time.time()
-  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL=os.environ.get('TF_CPP_MIN_LOG_LEVEL', '2'))
-  proc = subprocess.run([sys.executable, *command], cwd=REPO, env=env)
-  if proc.returncode:
-    sys.exit(f'demo: step failed (exit {proc.returncode}): {command[0]}')
-  print(f'  ({time.time() - start:.0f}s)', flush=True)
+def train_command(run_dir, replay_dir, method):
+  lr = 1e-3   # the micro model with batch 64 (bench/learning.py, README "Learning")
+  return [
+      'launch/train.py', f'--root_dir={run_dir}',
+      f'--gin_file={GIN_FILES[method]}', '--gin_file=local.gin',
+      f"--gin_bindings=train_eval.game='{GAME}'",
+      f"--gin_bindings=train_eval.data_source='dopamine:{replay_dir}'",
+      f"--gin_bindings=train_eval.method='{method}'",
+      f'--gin_bindings=train_eval.seed={FLAGS.seed}',
+      f'--gin_bindings=train_eval.num_train_steps={FLAGS.train_steps}',
+      '--gin_bindings=train_eval.batch_size=64',
+      f'--gin_bindings=train_eval.steps_per_run={FLAGS.eval_interval // 2}',
+      f'--gin_bindings=train_eval.eval_interval={FLAGS.eval_interval}',
+      f'--gin_bindings=train_eval.eval_steps={FLAGS.eval_steps}',
+      f'--gin_bindings=train_eval.eval_max_episodes={FLAGS.eval_max_episodes}',
+      f'--gin_bindings=train_eval.max_episode_frames={FLAGS.max_episode_frames}',
+      '--gin_bindings=train_eval.full_action_space=False',
+      f'--gin_bindings=train_eval.checkpoint_interval={FLAGS.eval_interval}',
+      f'--gin_bindings=train_eval.policy_save_interval={FLAGS.train_steps}',
+      f'--gin_bindings=CqlC51Agent.learning_rate={lr}',
+      '--gin_bindings=CqlC51Agent.target_update_period=100',
+      f'--gin_bindings=bc.BehavioralCloningAgent.learning_rate={lr}',
+  ]
+
+
+def _mean_sem(returns):
+  returns = np.asarray(returns, np.float64)
+  sem = returns.std(ddof=1) / np.sqrt(len(returns)) if len(returns) > 1 else float('nan')
+  return f'{returns.mean():5.2f} +- {sem:.2f} ({len(returns)} episodes)'
 
 
 def main(argv):
   del argv
+  console.quiet_third_party()
   start = time.time()
+  unknown = sorted(set(FLAGS.methods) - set(GIN_FILES))
+  if unknown:
+    raise app.UsageError(f'--methods: unknown {unknown}; choose from {sorted(GIN_FILES)}')
   root = os.path.abspath(FLAGS.root_dir)
-  data_root = os.path.join(root, 'data')
-  replay_dir = os.path.join(data_root, FLAGS.game, '1', 'replay_logs')
-  if not os.path.isdir(replay_dir):
-    run('launch/generate_dqn_replay.py', f'--root_dir={data_root}', f'--game={FLAGS.game}',
-        f'--num_steps={FLAGS.data_steps}', '--nofull_action_space', '--policy=random')
-  common = ['--gin_file=local.gin',
-            f"--gin_bindings=train_eval.game='{FLAGS.game}'",
-            f"--gin_bindings=train_eval.data_source='dopamine:{replay_dir}'",
-            f'--gin_bindings=train_eval.num_train_steps={FLAGS.train_steps}',
-            f'--gin_bindings=train_eval.eval_interval={FLAGS.eval_interval}',
-            f'--gin_bindings=train_eval.eval_steps={FLAGS.eval_steps}',
-            '--gin_bindings=train_eval.max_episode_frames=8000',
-            f'--gin_bindings=train_eval.policy_save_interval={FLAGS.train_steps}']
-  runs = {'cql_vit_ts': 'vit_ts_none.gin', 'bc_vit_ts': 'bc_vit_ts.gin'}
-  for name, gin_file in runs.items():
-    run('launch/train.py', f'--root_dir={os.path.join(root, "runs", name)}',
-        f'--gin_file={gin_file}', *common, f"--gin_bindings=train_eval.method='{name}'")
+  os.makedirs(root, exist_ok=True)
+
+  print(f'== 1/5 Data: {FLAGS.data_steps} steps of {GAME}, half the episodes scripted, '
+        'half random', flush=True)
+  replay_dir, _ = experiments.scripted_mixture(root, GAME, FLAGS.data_steps,
+                                               max_episode_frames=FLAGS.max_episode_frames)
+  behaviour, steps = experiments.data_returns(replay_dir)
+  print(f'Data: {steps} steps, {len(behaviour)} finished episodes, average return '
+        f'{np.mean(behaviour):.2f}', flush=True)
+
+  print(f'\n== 2/5 Random play: {FLAGS.random_episodes} episodes with the evaluation '
+        'protocol', flush=True)
+  from tf_offline_q.eval import normalization  # pylint: disable=g-import-not-at-top
+  scores_path = os.path.join(root, 'reference_scores.json')
+  t = time.time()
+  random = experiments.random_returns(GAME, FLAGS.random_episodes, FLAGS.max_episode_frames)
+  normalization.write_reference_scores(scores_path, {GAME: normalization.ReferenceScores(
+      random=float(np.mean(random)), dqn_replay=float(np.mean(behaviour)))})
+  print(f'Random play: mean return {np.mean(random):.2f} ({time.time() - t:.0f}s). Normalised '
+        f'scores: random 0, dataset average 1.0 ({scores_path})', flush=True)
+
+  print(f'\n== 3/5 Training {", ".join(FLAGS.methods)} for {FLAGS.train_steps} updates each, '
+        'side by side', flush=True)
+  runs = {m: os.path.join(root, 'runs', m) for m in FLAGS.methods}
+  jobs = [(m, train_command(runs[m], replay_dir, m), os.path.join(runs[m], 'train.log'))
+          for m in FLAGS.methods]
+  failed = experiments.run_scripts(jobs, parallel=2)
+  if failed:
+    sys.exit(f'demo: training failed: {failed} (logs: RUN/train.log)')
+
+  print('\n== 4/5 Report', flush=True)
   report_dir = os.path.join(root, 'report')
-  run('launch/report.py', f'--runs={os.path.join(root, "runs", "*")}',
-      f'--output_dir={report_dir}', '--reps=1000')
+  experiments.run_script('launch/report.py', f'--runs={os.path.join(root, "runs", "*")}',
+                         f'--output_dir={report_dir}', '--reps=1000',
+                         f'--reference_scores={scores_path}')
+
+  print('\n== 5/5 The exported SavedModels, replayed by launch/evaluate.py', flush=True)
+  rows = []
+  for method, run_dir in runs.items():
+    final = experiments.eval_records(run_dir)[-1]
+    output = os.path.join(run_dir, 'saved_policy_eval.json')
+    experiments.run_script(
+        'launch/evaluate.py', f'--policy_dir={os.path.join(run_dir, "policies", "greedy_policy")}',
+        f'--games={GAME}', f'--num_steps={FLAGS.eval_steps}',
+        f'--max_episodes={FLAGS.eval_max_episodes}',
+        f'--max_episode_frames={FLAGS.max_episode_frames}', f'--output={output}',
+        f'--seed={FLAGS.seed + 1000}')
+    with open(output, encoding='utf-8') as f:
+      saved = json.load(f)
+    rows.append((method, final, saved))
+
+  with open(os.path.join(report_dir, 'report.md'), encoding='utf-8') as f:
+    print('\n' + f.read())
+  print(f'Mean return on {GAME} (sticky actions 0.25, epsilon 0.001):')
+  print(f'  {"random play":24s} {_mean_sem(random)}')
+  print(f'  {"dataset average":24s} {_mean_sem(behaviour)}')
+  for method, final, saved in rows:
+    print(f'  {method + " in training":24s} {_mean_sem(final["returns"])} at step {final["step"]}')
+    print(f'  {method + " SavedModel":24s} {_mean_sem(saved["results"][GAME]["returns"])} '
+          f'(evaluate.py; policy train step {saved["train_step"]})')
   print(f'\nDemo finished in {(time.time() - start) / 60:.1f} min.')
-  print(f'  data:         {replay_dir}')
-  for name in runs:
-    run_dir = os.path.join(root, 'runs', name)
-    print(f'  {name + ":":13s} {run_dir}  (policies/greedy_policy, eval/returns.jsonl)')
-  print(f'  report:       {os.path.join(report_dir, "report.md")} and PNG plots beside it')
-  print(f'  TensorBoard:  tensorboard --logdir {os.path.join(root, "runs")}')
+  print(f'  data:        {replay_dir}')
+  for method, run_dir in runs.items():
+    print(f'  {method + ":":12s} {run_dir}  (policies/greedy_policy, eval/returns.jsonl, train.log)')
+  print(f'  report:      {os.path.join(report_dir, "report.md")} and the PNG plots beside it')
+  print(f'  TensorBoard: tensorboard --logdir {os.path.join(root, "runs")}')
 
 
 if __name__ == '__main__':

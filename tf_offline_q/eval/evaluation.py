@@ -47,6 +47,7 @@ from tf_agents.trajectories import time_step as ts
 
 from tf_offline_q.eval import metrics as eval_metrics
 from tf_offline_q.eval import normalization
+from tf_offline_q import progress as progress_lib
 from tf_offline_q.files import atomic_write_text
 
 EVAL_STEPS = 125_000
@@ -249,6 +250,23 @@ def _make_env(env: EnvLike, seed: Optional[int]):
       f'name, got {type(env).__name__}')
 
 
+class _ProgressObserver:
+  """Trajectory observer printing evaluation progress (steps, rate, ETA, episodes)."""
+
+  def __init__(self, label: str, num_steps: int, recorder: '_EpisodeRecorder'):
+    self._progress = progress_lib.Progress(label, total=num_steps, unit='steps')
+    self._recorder = recorder
+
+  def __call__(self, trajectory) -> None:
+    del trajectory   # Counts the recorder's environment steps (it observes first).
+    self._progress.update(self._recorder.num_steps - self._progress.count)
+
+  def done(self) -> None:
+    returns = self._recorder.returns
+    mean = f', mean return {np.mean(returns):.2f}' if returns else ''
+    self._progress.done(f', {len(returns)} episodes{mean}')
+
+
 def evaluate_policy(policy: PolicyLike,
                     env: EnvLike,
                     num_steps: int = EVAL_STEPS,
@@ -256,7 +274,8 @@ def evaluate_policy(policy: PolicyLike,
                     max_episodes: Optional[int] = None,
                     seed: Optional[int] = None,
                     finish_last_episode: bool = True,
-                    observers: Sequence[Callable[..., Any]] = ()) -> EvalResult:
+                    observers: Sequence[Callable[..., Any]] = (),
+                    progress: Optional[str] = None) -> EvalResult:
   """Plays `policy` epsilon-greedily for a budget of agent steps.
 
   Args:
@@ -276,6 +295,8 @@ def evaluate_policy(policy: PolicyLike,
     observers: extra trajectory observers for the driver, e.g. TF-Agents
       `py_metrics.AverageReturnMetric()` / `NumberOfEpisodes()` to log. They
       see every step, including the finished last episode.
+    progress: a label: print a progress line (agent steps of the budget,
+      steps/s, ETA, episodes so far) every 10 s while playing, and a final one.
 
   Returns:
     An `EvalResult` with per-episode returns and lengths.
@@ -299,6 +320,8 @@ def evaluate_policy(policy: PolicyLike,
     # about 0.5 ms a step each, so they are only added when asked for.
     recorder = _EpisodeRecorder()
     all_observers = [recorder] + list(observers)
+    if progress:
+      all_observers.append(_ProgressObserver(progress, num_steps, recorder))
 
     time_step = environment.reset()
     policy_state = eval_policy.get_initial_state(environment.batch_size or 1)
@@ -313,6 +336,8 @@ def evaluate_policy(policy: PolicyLike,
           environment, eval_policy, all_observers, max_episodes=1,
           end_episode_on_boundary=False)
       finisher.run(time_step, policy_state)
+    if progress:
+      all_observers[len(observers) + 1].done()
     return EvalResult(
         returns=list(recorder.returns),
         lengths=list(recorder.lengths),
