@@ -20,6 +20,7 @@ from absl import flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from tf_offline_q import cli  # pylint: disable=g-import-not-at-top
 from tf_offline_q.data import dqn_replay  # pylint: disable=g-import-not-at-top
 from tf_offline_q.data import rlds  # pylint: disable=g-import-not-at-top
 
@@ -42,14 +43,15 @@ def main(argv):
     raise app.UsageError('--game and --data_dir are required')
   if bool(f.dopamine_root) == bool(f.replay_dir):
     raise app.UsageError('give exactly one of --dopamine_root, --replay_dir')
-  replay_dir = f.replay_dir or dqn_replay.dopamine_replay_dir(
-      f.dopamine_root, f.game, f.run)
-  checkpoints = [int(c) for c in f.checkpoints] if f.checkpoints else None
-  start = time.time()
-  path = rlds.convert(replay_dir, f.data_dir, f.game, f.run, checkpoints,
-                      overwrite=f.overwrite)
-  builder = rlds.load_builder(
-      f.data_dir, f'{rlds.DATASET_NAME}/{rlds.config_name(f.game, f.run)}')
+  with cli.user_errors('convert_dqn_replay.py'):
+    replay_dir = f.replay_dir or dqn_replay.dopamine_replay_dir(
+        f.dopamine_root, f.game, f.run)
+    checkpoints = [int(c) for c in f.checkpoints] if f.checkpoints else None
+    start = time.time()
+    path = rlds.convert(replay_dir, f.data_dir, f.game, f.run, checkpoints,
+                        overwrite=f.overwrite)
+    builder = rlds.load_builder(
+        f.data_dir, f'{rlds.DATASET_NAME}/{rlds.config_name(f.game, f.run)}')
   episodes = sum(s.num_examples for s in builder.info.splits.values())
   print(f'Converted {replay_dir} -> {path}: {len(builder.info.splits)} '
         f'splits, {episodes} episodes ({time.time() - start:.1f}s). Read it '

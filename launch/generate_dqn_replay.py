@@ -28,6 +28,11 @@ A checkpoint is saved every `--checkpoint_every` steps into a circular buffer
 of `--replay_capacity` (1M and 1M for the published layout; the defaults make
 a few thousand steps of one game in about a minute).
 
+The directory also gets a `manifest.json` naming this run and every file it
+wrote (`tf_offline_q.data.replay_writer`), which the reader checks. A
+directory that already holds a dataset is refused unless `--overwrite`, which
+deletes the old dataset first (it is never mixed with the new one).
+
 Example:
   python launch/generate_dqn_replay.py --root_dir=/tmp/dqn_replay \
       --game=Pong --num_steps=4000
@@ -38,12 +43,15 @@ import time
 
 from absl import app
 from absl import flags
-from absl import logging
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from tf_offline_q import cli  # pylint: disable=g-import-not-at-top
+from tf_offline_q import console  # pylint: disable=g-import-not-at-top
+from tf_offline_q import progress as progress_lib  # pylint: disable=g-import-not-at-top
 from tf_offline_q.data import dqn_replay  # pylint: disable=g-import-not-at-top
+from tf_offline_q.data import replay_writer  # pylint: disable=g-import-not-at-top
 
 flags.DEFINE_string('root_dir', None, 'Output root: {root_dir}/{GAME}/{RUN}/'
                     'replay_logs.')
@@ -71,6 +79,9 @@ flags.DEFINE_integer('stack_size', 4, 'Padding transitions + 1 per episode.')
 flags.DEFINE_integer('update_horizon', 1, 'Horizon of invalid_range (DQN: 1).')
 flags.DEFINE_integer('compresslevel', 6, 'gzip level of the files.')
 flags.DEFINE_integer('seed', 0, 'Seed of the environment and the policy.')
+flags.DEFINE_bool('overwrite', False,
+                  'Replace a dataset already in the output directory (it is '
+                  'deleted first); without it, such a directory is refused.')
 
 
 class Behaviour:
@@ -120,13 +131,22 @@ def generate(root_dir, game, run=1, num_steps=4000, checkpoint_every=2000,
              epsilon=0.01, mixture_random_prob=0.5, sticky_action_prob=0.25,
              full_action_space=True, max_episode_frames=108_000,
              clip_rewards=True, stack_size=4, update_horizon=1, compresslevel=6,
-             seed=0):
-  """Plays and writes; returns (replay_dir, saved suffixes, episodes ended)."""
+             seed=0, overwrite=False):
+  """Plays and writes; returns (replay_dir, saved suffixes, episodes ended).
+
+  Raises:
+    DataError: the directory holds a dataset and not `overwrite`.
+  """
   from tf_offline_q.envs import games  # pylint: disable=g-import-not-at-top
   if num_steps < 1 or checkpoint_every < 1:
     raise app.UsageError('--num_steps and --checkpoint_every must be >= 1')
   game = dqn_replay.canonical_game(game)
   replay_dir = dqn_replay.dopamine_replay_dir(root_dir, game, run)
+  held = replay_writer.describe_dataset(replay_dir)
+  if held is not None and not overwrite:  # Fail before playing, not after.
+    raise dqn_replay.DataError(
+        f'{replay_dir} already holds a dataset ({held}); pass --overwrite to '
+        'replace it, or write elsewhere (--root_dir or --run)')
   env = games.make_env(
       game, sticky_action_prob=sticky_action_prob,
       full_action_space=full_action_space,
@@ -134,48 +154,75 @@ def generate(root_dir, game, run=1, num_steps=4000, checkpoint_every=2000,
   rng = np.random.default_rng(seed)
   behaviour = Behaviour(policy, env.num_actions, rng, policy_dir, epsilon,
                         mixture_random_prob)
-  writer = dqn_replay.DopamineReplayWriter(
+  buffer = dqn_replay.DopamineReplayWriter(
       replay_capacity or checkpoint_every, stack_size, update_horizon)
+  metadata = dict(game=game, run=run, num_steps=num_steps,
+                  checkpoint_every=checkpoint_every, policy=policy,
+                  policy_dir=policy_dir, epsilon=epsilon,
+                  mixture_random_prob=mixture_random_prob,
+                  sticky_action_prob=sticky_action_prob,
+                  full_action_space=full_action_space,
+                  max_episode_frames=max_episode_frames,
+                  clip_rewards=clip_rewards, seed=seed,
+                  generator='launch/generate_dqn_replay.py')
+  writer = replay_writer.ReplayDirWriter.create(replay_dir, metadata,
+                                                overwrite=overwrite)
+  try:
+    suffixes, episodes = _play(env, behaviour, buffer, writer, game, run,
+                               num_steps, checkpoint_every, clip_rewards,
+                               compresslevel)
+    writer.finish()
+  finally:
+    writer.close()
+    env.close()
+  return replay_dir, suffixes, episodes
+
+
+def _play(env, behaviour, buffer, writer, game, run, num_steps,
+          checkpoint_every, clip_rewards, compresslevel):
   suffixes = []
   episodes = 0
   time_step = env.reset()
   behaviour.begin_episode()
-  start = time.time()
+  progress = progress_lib.Progress(f'Generating {game} run {run}', total=num_steps)
   for step in range(1, num_steps + 1):
+    progress.update(1)
     action = behaviour(time_step)
     next_step = env.step(np.int64(action))
     reward = float(next_step.reward)
     if clip_rewards:
       reward = float(np.clip(reward, -1.0, 1.0))
     ended = bool(next_step.is_last())
-    writer.add(time_step.observation[..., -1], action, reward, ended)
+    buffer.add(time_step.observation[..., -1], action, reward, ended)
     if step % checkpoint_every == 0 or step == num_steps:
-      writer.save(replay_dir, len(suffixes), compresslevel)
+      writer.write_checkpoint(len(suffixes), buffer, compresslevel)
       suffixes.append(len(suffixes))
-      logging.info('%s run %d: checkpoint %d at step %d (%.0f steps/s)', game,
-                   run, suffixes[-1], step, step / (time.time() - start))
+      print(f'{game} run {run}: checkpoint {suffixes[-1]} written at step {step:,} '
+            f'({episodes} episodes so far)', flush=True)
     if ended:
       episodes += 1
       time_step = env.reset()
       behaviour.begin_episode()
     else:
       time_step = next_step
-  env.close()
-  return replay_dir, suffixes, episodes
+  progress.done(f', {episodes} finished episodes')
+  return suffixes, episodes
 
 
 def main(argv):
   del argv
+  console.quiet_third_party()
   if not flags.FLAGS.root_dir:
     raise app.UsageError('--root_dir is required')
   f = flags.FLAGS
   start = time.time()
-  replay_dir, suffixes, episodes = generate(
-      f.root_dir, f.game, f.run, f.num_steps, f.checkpoint_every,
-      f.replay_capacity, f.policy, f.policy_dir, f.epsilon,
-      f.mixture_random_prob, f.sticky_action_prob, f.full_action_space,
-      f.max_episode_frames, f.clip_rewards, f.stack_size, f.update_horizon,
-      f.compresslevel, f.seed)
+  with cli.user_errors('generate_dqn_replay.py'):
+    replay_dir, suffixes, episodes = generate(
+        f.root_dir, f.game, f.run, f.num_steps, f.checkpoint_every,
+        f.replay_capacity, f.policy, f.policy_dir, f.epsilon,
+        f.mixture_random_prob, f.sticky_action_prob, f.full_action_space,
+        f.max_episode_frames, f.clip_rewards, f.stack_size, f.update_horizon,
+        f.compresslevel, f.seed, f.overwrite)
   print(f'Wrote {f.num_steps} steps ({episodes} finished episodes) of '
         f'{f.game} as checkpoints {suffixes} in {replay_dir} '
         f'({time.time() - start:.1f}s)')

@@ -46,10 +46,11 @@ from typing import (Any, Dict, List, Mapping, NamedTuple, Optional,
 
 from absl import app
 from absl import flags
-from absl import logging
 import numpy as np
 
+from tf_offline_q import console
 from tf_offline_q import files
+from tf_offline_q import progress as progress_lib
 from tf_offline_q.eval import evaluation
 from tf_offline_q.eval import metrics
 from tf_offline_q.eval import normalization
@@ -291,14 +292,22 @@ def build_report(run_dirs: Sequence[str], output_dir: str,
   all_games = sorted({g for m in methods for g in data[m]['games']})
 
   finals = {m: data[m]['final'] for m in methods}
+  # Bootstrap stages: final aggregates (all methods), one learning curve per
+  # method, performance profiles (all methods).
+  bootstrap = progress_lib.Progress(f'Bootstrap CIs ({reps} resamples)',
+                                    total=len(methods) + 2, unit='estimates', interval=5)
   estimates = metrics.interval_estimates(finals, AGGREGATES, reps=reps,
                                          seed=seed)
+  bootstrap.update(1)
   curves = {}
   for m in methods:
     points, cis = metrics.iqm_curve(data[m]['curves'], reps=reps, seed=seed)
     curves[m] = (np.asarray(data[m]['steps']), points, cis)
+    bootstrap.update(1)
   taus, profiles, profile_cis = metrics.performance_profiles(
       finals, reps=reps, seed=seed)
+  bootstrap.update(1)
+  bootstrap.done()
 
   # Partial methods are labelled with their game coverage in the figures.
   labels = {
@@ -451,9 +460,10 @@ def main(argv):
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   if not FLAGS.output_dir:
     raise app.UsageError('--output_dir is required')
+  console.quiet_third_party()   # rliable logs an INFO line per estimate.
   try:
     run_dirs = find_run_dirs(FLAGS.runs, FLAGS.root_dir)
-    logging.info('Reporting on %d run directories', len(run_dirs))
+    print(f'Reporting on {len(run_dirs)} run directories', flush=True)
     summary = build_report(run_dirs, FLAGS.output_dir, reps=FLAGS.reps,
                            seed=FLAGS.seed, step=FLAGS.step,
                            reference_scores=FLAGS.reference_scores)

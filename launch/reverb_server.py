@@ -22,7 +22,6 @@ Example:
 import os
 import socket
 import sys
-import tempfile
 import time
 
 from absl import app
@@ -31,6 +30,8 @@ from absl import logging
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from tf_offline_q import cli  # pylint: disable=g-import-not-at-top
+from tf_offline_q import files  # pylint: disable=g-import-not-at-top
 from tf_offline_q.data import dqn_replay  # pylint: disable=g-import-not-at-top
 from tf_offline_q.data import reverb_stream  # pylint: disable=g-import-not-at-top
 
@@ -62,14 +63,6 @@ flags.DEFINE_string('advertise_host', 'localhost',
                     'address file and the log); e.g. this machine\'s name.')
 
 
-def _write_atomically(path, text):
-  directory = os.path.dirname(os.path.abspath(path))
-  fd, tmp = tempfile.mkstemp(prefix='.tmp_', dir=directory)
-  with os.fdopen(fd, 'w') as f:
-    f.write(text)
-  os.replace(tmp, path)
-
-
 def make_source(game, f):
   if bool(f.dopamine_root) == bool(f.tfds_data_dir):
     raise app.UsageError('give exactly one of --dopamine_root, --tfds_data_dir')
@@ -85,41 +78,51 @@ def make_source(game, f):
 
 def main(argv):
   del argv
-  f = flags.FLAGS
-  games = [dqn_replay.canonical_game(g) for g in f.games]
-  server = reverb_stream.ReplayServer(
-      games, stack_size=f.stack_size, n_step=f.n_step, port=f.port,
-      checkpoint_dir=f.checkpoint_dir)
-  filled = False
-  for game in games:
-    if server.is_filled(game):
-      print(f'{game}: restored {server.num_items(game)} items from '
-            f'{f.checkpoint_dir}', flush=True)
-      continue
-    source = make_source(game, f)
-    stats = server.fill_from(game, source, fraction=f.fraction, mode=f.mode,
-                             seed=f.seed, shard_index=f.shard_index,
-                             num_shards=f.num_shards)
-    filled = True
-    print(f'{game}: {stats.episodes} episodes, {stats.steps} steps, '
-          f'{stats.items} items in {stats.seconds:.1f}s '
-          f'({stats.steps_per_second:.0f} steps/s)', flush=True)
-  if filled and f.checkpoint_dir:
-    start = time.time()
-    path = server.checkpoint()
-    print(f'Checkpoint {path} ({time.time() - start:.1f}s)', flush=True)
-  address = f'{f.advertise_host}:{server.port}'
-  if f.address_file:
-    _write_atomically(f.address_file, address)
-  print(f'Serving {games} at {address} (this machine: {socket.gethostname()}'
-        f':{server.port})', flush=True)
-  logging.info('Serving %s at %s', games, address)
+  with cli.user_errors('reverb_server.py'):
+    server = start_and_fill(flags.FLAGS)
   try:
     server.wait()
   except KeyboardInterrupt:
     pass
   finally:
     server.stop()
+
+
+def start_and_fill(f):
+  """Starts the server, restores or fills its tables, announces its address."""
+  games = [dqn_replay.canonical_game(g) for g in f.games]
+  server = reverb_stream.ReplayServer(
+      games, stack_size=f.stack_size, n_step=f.n_step, port=f.port,
+      checkpoint_dir=f.checkpoint_dir)
+  try:
+    filled = False
+    for game in games:
+      if server.is_filled(game):
+        print(f'{game}: restored {server.num_items(game)} items from '
+              f'{f.checkpoint_dir}', flush=True)
+        continue
+      source = make_source(game, f)
+      stats = server.fill_from(game, source, fraction=f.fraction, mode=f.mode,
+                               seed=f.seed, shard_index=f.shard_index,
+                               num_shards=f.num_shards)
+      filled = True
+      print(f'{game}: {stats.episodes} episodes, {stats.steps} steps, '
+            f'{stats.items} items in {stats.seconds:.1f}s '
+            f'({stats.steps_per_second:.0f} steps/s)', flush=True)
+    if filled and f.checkpoint_dir:
+      start = time.time()
+      path = server.checkpoint()
+      print(f'Checkpoint {path} ({time.time() - start:.1f}s)', flush=True)
+  except BaseException:
+    server.stop()
+    raise
+  address = f'{f.advertise_host}:{server.port}'
+  if f.address_file:
+    files.atomic_write_text(f.address_file, address)
+  print(f'Serving {games} at {address} (this machine: {socket.gethostname()}'
+        f':{server.port})', flush=True)
+  logging.info('Serving %s at %s', games, address)
+  return server
 
 
 if __name__ == '__main__':

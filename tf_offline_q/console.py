@@ -41,7 +41,8 @@ _REVERB_INFO = re.compile(
     r'Successfully loaded \d+ tables? from checkpoint|'
     r'Loading checkpoint for table |'
     r'Successfully loaded table |'
-    r'No checkpoint found in )')
+    r'No checkpoint found in |'
+    r'Sampler and server are owned by the same process )')
 
 
 def quiet_third_party():

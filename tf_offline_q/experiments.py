@@ -40,7 +40,12 @@ def script_env() -> Dict[str, str]:
 
 
 def _quoted(command: Sequence[str]) -> str:
-  return ' '.join(shlex.quote(c) for c in command)
+  """The command as a shell line (gin bindings with quotes in double quotes)."""
+  def quote(arg):
+    if "'" in arg and not any(c in arg for c in '"$`\\!'):
+      return f'"{arg}"'
+    return shlex.quote(arg)
+  return ' '.join(quote(c) for c in command)
 
 
 def _relay(stream, log, prefix, lock):
@@ -151,14 +156,19 @@ def scripted_mixture(root: str, game: str, data_steps: int, behaviour_epsilon: f
     print(f'Exported the scripted {game} policy to {policy_dir}', flush=True)
   data_root = os.path.join(root, 'data')
   replay_dir = os.path.join(data_root, game, '1', 'replay_logs')
-  if not os.path.isdir(replay_dir):
+  from tf_offline_q.data import replay_writer  # pylint: disable=g-import-not-at-top
+  held = replay_writer.describe_dataset(replay_dir)
+  if held is not None and held.endswith('unfinished'):
+    print(f'{replay_dir} holds an unfinished dataset ({held}); generating it again', flush=True)
+  if held is None or held.endswith('unfinished'):
     run_script('launch/generate_dqn_replay.py', f'--root_dir={data_root}', f'--game={game}',
                f'--num_steps={data_steps}', f'--checkpoint_every={data_steps}',
                f'--replay_capacity={data_steps + data_steps // 4}',
                '--nofull_action_space', '--noclip_rewards', '--policy=mixture',
                f'--policy_dir={policy_dir}', f'--epsilon={behaviour_epsilon}',
                f'--mixture_random_prob={mixture_random_prob}',
-               f'--max_episode_frames={max_episode_frames}', '--seed=0', caller=caller)
+               f'--max_episode_frames={max_episode_frames}', '--seed=0',
+               *(['--overwrite'] if held is not None else []), caller=caller)
   return replay_dir, policy_dir
 
 
@@ -183,7 +193,8 @@ def random_returns(game: str, episodes: int, max_episode_frames: int,
   env = games.make_env(game, sticky_action_prob=0.25, full_action_space=False,
                        max_episode_frames=max_episode_frames, seed=seed)
   try:
-    policy = random_py_policy.RandomPyPolicy(env.time_step_spec(), env.action_spec())
+    policy = random_py_policy.RandomPyPolicy(env.time_step_spec(), env.action_spec(),
+                                             seed=seed)
     result = evaluation.evaluate_policy(policy, env, num_steps=sys.maxsize, epsilon=0.001,
                                         max_episodes=episodes, seed=seed)
   finally:

@@ -2,6 +2,7 @@
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -21,6 +22,36 @@ def run_script(script, *args, timeout=240):
     raise AssertionError(f'{script} failed ({proc.returncode}):\n'
                          f'{proc.stdout}\n{proc.stderr[-4000:]}')
   return proc.stdout
+
+
+def start_server(args, address_file):
+  """Starts `launch/reverb_server.py args`; returns (process, its address)."""
+  if os.path.exists(address_file):
+    os.remove(address_file)
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2')
+  proc = subprocess.Popen(
+      [sys.executable, os.path.join(REPO, 'launch', 'reverb_server.py'),
+       *args, f'--address_file={address_file}'],
+      cwd=REPO, env=env, stdout=subprocess.PIPE,
+      stderr=subprocess.STDOUT, text=True)
+  deadline = time.time() + 180
+  while not os.path.exists(address_file):
+    if proc.poll() is not None or time.time() > deadline:
+      proc.kill()
+      raise AssertionError(f'server did not start:\n{proc.stdout.read()}')
+    time.sleep(0.5)
+  return proc, open(address_file).read().strip()
+
+
+def stop_process(proc):
+  """Terminates a process a test started (by its pid); returns its output."""
+  proc.terminate()  # only the process this test started, by its pid
+  try:
+    out, _ = proc.communicate(timeout=30)
+  except subprocess.TimeoutExpired:
+    proc.kill()
+    out, _ = proc.communicate()
+  return out
 
 
 @pytest.fixture(scope='session')

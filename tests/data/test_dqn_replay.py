@@ -210,3 +210,30 @@ def test_generated_ale_files_read_like_dopamine(ale_replay_dir):
     # Each terminal index ends an episode, and only those.
     ends = {int(e.indices()[-1]) for e in info.episodes if e.terminal}
     assert ends == set(np.flatnonzero(terminal).tolist())
+
+
+def test_non_finite_rewards_and_negative_actions_are_named(tmp_path):
+  replay_dir = str(tmp_path / 'replay_logs')
+  helpers.write_synthetic_run(replay_dir, [5, 6, 7], capacity=40)
+  path = dqn_replay.checkpoint_filename(replay_dir, '$store$_reward', 0)
+  reward = helpers.load_gz(path)
+  reward[12] = np.nan
+  with gzip.open(path, 'wb') as f:
+    np.save(f, reward)
+  with pytest.raises(dqn_replay.DataError,
+                     match=r'reward_ckpt\.0\.gz: reward nan at index 12'):
+    list(dqn_replay.iterate_episodes(replay_dir, fraction=1.0))
+  reward[12] = 1.0
+  with gzip.open(path, 'wb') as f:
+    np.save(f, reward)
+  path = dqn_replay.checkpoint_filename(replay_dir, '$store$_action', 0)
+  action = helpers.load_gz(path)
+  action[14] = -2
+  with gzip.open(path, 'wb') as f:
+    np.save(f, action)
+  with pytest.raises(dqn_replay.DataError,
+                     match=r'action_ckpt\.0\.gz: action -2 at index 14'):
+    list(dqn_replay.iterate_episodes(replay_dir, fraction=1.0))
+  with pytest.raises(dqn_replay.DataError, match='reward inf at step 2'):
+    dqn_replay.Episode(np.zeros((3, 84, 84), np.uint8), np.zeros(3, np.int64),
+                       np.array([0, 1, np.inf], np.float32), True)

@@ -1,9 +1,5 @@
 """The launch scripts as separate processes: server, restart, generator."""
-import os
 import shutil
-import subprocess
-import sys
-import time
 
 import numpy as np
 import pytest
@@ -18,34 +14,6 @@ from tf_offline_q.data import dqn_replay
 from tf_offline_q.data import reverb_stream
 
 
-def _start_server(args, address_file):
-  if os.path.exists(address_file):
-    os.remove(address_file)
-  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2')
-  proc = subprocess.Popen(
-      [sys.executable, os.path.join(conftest.REPO, 'launch', 'reverb_server.py'),
-       *args, f'--address_file={address_file}'],
-      cwd=conftest.REPO, env=env, stdout=subprocess.PIPE,
-      stderr=subprocess.STDOUT, text=True)
-  deadline = time.time() + 180
-  while not os.path.exists(address_file):
-    if proc.poll() is not None or time.time() > deadline:
-      proc.kill()
-      raise AssertionError(f'server did not start:\n{proc.stdout.read()}')
-    time.sleep(0.5)
-  return proc, open(address_file).read().strip()
-
-
-def _stop(proc):
-  proc.terminate()  # only the process this test started, by its pid
-  try:
-    out, _ = proc.communicate(timeout=30)
-  except subprocess.TimeoutExpired:
-    proc.kill()
-    out, _ = proc.communicate()
-  return out
-
-
 def test_server_process_and_restart_from_checkpoint(tmp_path):
   root = str(tmp_path / 'dqn_replay')
   replay_dir = dqn_replay.dopamine_replay_dir(root, 'Pong', 1)
@@ -55,7 +23,7 @@ def test_server_process_and_restart_from_checkpoint(tmp_path):
   address_file = str(tmp_path / 'address')
   args = ['--games=pong', f'--dopamine_root={root}', '--fraction=1.0',
           f'--checkpoint_dir={ckpt}', '--n_step=3']
-  proc, address = _start_server(args, address_file)
+  proc, address = conftest.start_server(args, address_file)
   try:
     ds = reverb_stream.make_dataset(address, 'Pong', batch_size=8)
     traj = next(iter(ds))
@@ -63,16 +31,16 @@ def test_server_process_and_restart_from_checkpoint(tmp_path):
     items = reverb_stream.resolve_sources(address, 'Pong')[0][2]
     assert items > 0
   finally:
-    out = _stop(proc)
+    out = conftest.stop_process(proc)
   assert 'Checkpoint' in out, out
   shutil.rmtree(root)  # the restarted server must not need the files
-  proc, address = _start_server(args, address_file)
+  proc, address = conftest.start_server(args, address_file)
   try:
     assert reverb_stream.resolve_sources(address, 'Pong')[0][2] == items
     traj = next(iter(reverb_stream.make_dataset(address, 'Pong', 4)))
     assert traj.observation.shape == (4, 4, 84, 84, 4)
   finally:
-    out = _stop(proc)
+    out = conftest.stop_process(proc)
   assert 'restored' in out, out
 
 
@@ -98,3 +66,12 @@ def test_generator_with_a_saved_epsilon_greedy_policy(tmp_path):
   with pytest.raises(AssertionError, match='Unknown Atari game'):
     conftest.run_script('generate_dqn_replay.py', f'--root_dir={root}',
                         '--game=NotAGame', '--num_steps=10')
+  # Generating again into the same directory is refused, in one line.
+  with pytest.raises(AssertionError) as refused:
+    conftest.run_script('generate_dqn_replay.py', f'--root_dir={root}',
+                        '--game=Pong', '--num_steps=50', '--seed=2')
+  assert (f'generate_dqn_replay.py: error: {replay_dir} already holds a '
+          'dataset (run ') in str(refused.value)
+  assert '--overwrite' in str(refused.value)
+  assert 'Traceback' not in str(refused.value)
+  assert dqn_replay.list_checkpoints(replay_dir) == [0, 1, 2]

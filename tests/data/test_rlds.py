@@ -117,6 +117,17 @@ def test_episode_rlds_mapping_is_inverse():
     rlds.episode_from_rlds(steps, 2, 7)
 
 
+def test_non_finite_rewards_of_an_rlds_episode_are_named():
+  frames, actions, rewards, _ = helpers.synthetic_episodes([5], seed=1)[0]
+  ep = dqn_replay.Episode(frames, actions, rewards, True, 2, 7)
+  steps = dict(rlds.episode_to_rlds(ep, encode_png=False)['steps'])
+  steps['reward'] = steps['reward'].copy()
+  steps['reward'][3] = np.nan
+  with pytest.raises(rlds.DataError, match=r'ds episode \(checkpoint_id=2, '
+                     r'episode_id=7\): steps/reward is nan at step 3'):
+    rlds.episode_from_rlds(steps, 2, 7, where='ds')
+
+
 def test_missing_dataset_is_named(tmp_path):
   with pytest.raises(FileNotFoundError, match='rlu_atari/Pong_run_1'):
     list(rlds.iterate_episodes(str(tmp_path), 'rlu_atari/Pong_run_1'))

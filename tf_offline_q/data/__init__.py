@@ -2,6 +2,8 @@
 
   dqn_replay     Dopamine checkpoint files: lazy reading, validation, episodes,
                  subsets; `DopamineReplayWriter` writes such files.
+  replay_writer  `ReplayDirWriter`: one run's checkpoints appended to a dataset
+                 directory with a manifest, so runs are never mixed.
   rlds           TFDS RLDS episodes with rlu_atari's features: our builder
                  (`DqnReplayAtari`) and reading rlu_atari-like datasets.
                  Imported on demand (`from tf_offline_q.data import rlds`), as

@@ -39,13 +39,26 @@ need the overwritten frames or where `invalid_range` forbids sampling.
 (`add` with padding, `save` to gzip files) used by
 `launch/generate_dqn_replay.py` and by tests to write files exactly like the
 published dataset.
+
+Manifest. A directory written by `replay_writer.ReplayDirWriter` also holds
+`manifest.json`: the id of the run that wrote it and, per checkpoint, the
+size and CRC-32 of each of its files. Reading such a directory uses only the
+checkpoints the manifest lists and checks every file against it, so files of
+another run, of an interrupted write or changed since are refused (naming the
+file), never mixed in. Directories without a manifest (the published
+DQN-Replay files) are read as they are.
 """
 import concurrent.futures
+import contextlib
 import dataclasses
 import gzip
+import json
+import logging
 import os
 import re
+import signal
 import tempfile
+import threading
 import zlib
 from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
@@ -72,6 +85,12 @@ SUBSET_MODES = ('uniform', 'first')
 
 _CKPT_RE = re.compile(r'^(?P<name>.+)_ckpt\.(?P<suffix>\d+)\.gz$')
 _READ_BLOCK_BYTES = 1 << 24
+
+MANIFEST_NAME = 'manifest.json'
+MANIFEST_FORMAT = 'tf_offline_q.dqn_replay.manifest'
+MANIFEST_VERSION = 1
+# Temporary files: hidden, `.{final name}.{random}.tmp`; never read as data.
+_TMP_RE = re.compile(r'^\..+\.tmp$')
 
 
 class DataError(ValueError):
@@ -115,11 +134,27 @@ def list_checkpoints(replay_dir: str) -> List[int]:
   """
   if not os.path.isdir(replay_dir):
     raise FileNotFoundError(f'Dopamine replay directory not found: {replay_dir}')
-  found: Dict[int, set] = {}
-  for fname in os.listdir(replay_dir):
-    match = _CKPT_RE.match(fname)
-    if match:
-      found.setdefault(int(match['suffix']), set()).add(match['name'])
+  found = checkpoint_files_on_disk(replay_dir)
+  manifest = read_manifest(replay_dir)
+  if manifest is not None:
+    committed = manifest_checkpoints(manifest)
+    stray = sorted(set(found) - set(committed))
+    if stray:
+      logging.warning(
+          'Ignoring the files of checkpoint(s) %s in %s: not in its manifest '
+          '(a write in progress or interrupted, or files of another run)',
+          stray, replay_dir)
+    if not manifest.get('finished'):
+      logging.warning(
+          'The run writing %s (%s) has not finished: it is still running or '
+          'was interrupted; reading its checkpoints %s', replay_dir,
+          manifest['run_id'], committed)
+    if not committed:
+      raise DataError(
+          f'The dataset in {replay_dir} (run {manifest["run_id"]}) has no '
+          'complete checkpoint yet: its writer is still on the first one or '
+          'was interrupted before finishing it')
+    return committed
   if not found:
     raise DataError(
         f'No Dopamine checkpoint files (*_ckpt.N.gz) in {replay_dir}')
@@ -131,6 +166,128 @@ def list_checkpoints(replay_dir: str) -> List[int]:
               suffix, replay_dir, ', '.join(
                   checkpoint_filename(replay_dir, n, suffix) for n in missing)))
   return sorted(found)
+
+
+def checkpoint_files_on_disk(replay_dir: str) -> Dict[int, set]:
+  """`{suffix: {file name stems}}` of the `*_ckpt.N.gz` files in `replay_dir`."""
+  found: Dict[int, set] = {}
+  for fname in os.listdir(replay_dir):
+    match = _CKPT_RE.match(fname)
+    if match:
+      found.setdefault(int(match['suffix']), set()).add(match['name'])
+  return found
+
+
+# ------------------------------------------------------------------- manifest
+def manifest_path(replay_dir: str) -> str:
+  return os.path.join(replay_dir, MANIFEST_NAME)
+
+
+def read_manifest(replay_dir: str) -> Optional[dict]:
+  """The manifest of `replay_dir`, or None if it has none (plain Dopamine).
+
+  Layout (JSON): {"format", "version", "run_id", "created", "metadata": {...},
+  "finished" (once the run wrote all it meant to),
+  "checkpoints": {"N": {"run_id", "written", "add_count", "capacity",
+  "stack_size", "update_horizon", "frame_shape",
+  "files": {file name: {"size", "crc32"}}}}}.
+
+  Raises:
+    DataError: naming the manifest if it is unreadable or not one of ours.
+  """
+  path = manifest_path(replay_dir)
+  try:
+    with open(path) as f:
+      manifest = json.load(f)
+  except FileNotFoundError:
+    return None
+  except (OSError, ValueError) as e:
+    raise DataError(f'{path}: unreadable dataset manifest ({e}); regenerate '
+                    'the dataset (--overwrite)') from e
+  if (not isinstance(manifest, dict) or
+      manifest.get('format') != MANIFEST_FORMAT or
+      not isinstance(manifest.get('checkpoints'), dict) or
+      not manifest.get('run_id')):
+    raise DataError(f'{path}: not a {MANIFEST_FORMAT} file')
+  if manifest.get('version') != MANIFEST_VERSION:
+    raise DataError(f'{path}: manifest version {manifest.get("version")}, this '
+                    f'code reads version {MANIFEST_VERSION}')
+  return manifest
+
+
+def manifest_checkpoints(manifest: dict) -> List[int]:
+  """Sorted suffixes of the checkpoints a manifest lists."""
+  return sorted(int(k) for k in manifest['checkpoints'])
+
+
+def file_crc32(path: str) -> int:
+  """CRC-32 of the bytes of `path` (as stored, i.e. of the gzip)."""
+  crc = 0
+  with open(path, 'rb') as f:
+    while True:
+      block = f.read(_READ_BLOCK_BYTES)
+      if not block:
+        return crc
+      crc = zlib.crc32(block, crc)
+
+
+_verified: Dict[tuple, int] = {}
+_verified_lock = threading.Lock()
+
+
+def _checked_crc32(path: str) -> int:
+  """`file_crc32`, remembered while the file's size, mtime and inode stay."""
+  st = os.stat(path)
+  key = (path, st.st_size, st.st_mtime_ns, st.st_ino)
+  with _verified_lock:
+    if key in _verified:
+      return _verified[key]
+  crc = file_crc32(path)
+  with _verified_lock:
+    _verified[key] = crc
+  return crc
+
+
+def verify_checkpoint(replay_dir: str, suffix: int,
+                      manifest: Optional[dict] = None):
+  """Checks that checkpoint `suffix` is complete and belongs to the manifest's
+  run: listed, written by the manifest's run, every file of the size and
+  CRC-32 recorded. No-op for a directory without a manifest.
+
+  Raises:
+    DataError: naming the checkpoint or the file at fault and what to do.
+  """
+  if manifest is None:
+    manifest = read_manifest(replay_dir)
+    if manifest is None:
+      return
+  run_id = manifest['run_id']
+  entry = manifest['checkpoints'].get(str(int(suffix)))
+  if entry is None:
+    raise DataError(
+        f'Checkpoint {suffix} of {replay_dir} is not in its manifest '
+        f'({manifest_path(replay_dir)}, run {run_id}, checkpoints '
+        f'{manifest_checkpoints(manifest)}): its files were left by an '
+        'interrupted write or another run. Resume the run that writes this '
+        'dataset, or regenerate it with --overwrite.')
+  if entry.get('run_id') != run_id:
+    raise DataError(
+        f'Checkpoint {suffix} of {replay_dir} was written by run '
+        f'{entry.get("run_id")}, the dataset is run {run_id} '
+        f'({manifest_path(replay_dir)}); regenerate it with --overwrite.')
+  for fname, record in sorted(entry['files'].items()):
+    path = os.path.join(replay_dir, fname)
+    if not os.path.exists(path):
+      raise DataError(f'Missing file {path} of checkpoint {suffix} (listed in '
+                      f'{manifest_path(replay_dir)}); regenerate the dataset '
+                      '(--overwrite).')
+    size = os.path.getsize(path)
+    if size != record['size'] or _checked_crc32(path) != record['crc32']:
+      raise DataError(
+          f'{path} is not the file run {run_id} wrote as checkpoint {suffix} '
+          f'(size {size}, recorded {record["size"]}; or its checksum differs): '
+          'it was replaced by another run or damaged. Regenerate the dataset '
+          '(--overwrite).')
 
 
 # ------------------------------------------------------------ gzip'd np.save
@@ -246,21 +403,95 @@ def _umask() -> int:
   return mask
 
 
-def _atomic_save_gz(path: str, array: np.ndarray, compresslevel: int):
-  """`np.save` into a gzip at `path`, via a temporary file and a rename."""
-  directory = os.path.dirname(path) or '.'
-  fd, tmp = tempfile.mkstemp(prefix='.tmp_', dir=directory)
+class _Crc32Writer:
+  """A binary file wrapper counting the size and CRC-32 of what is written."""
+
+  def __init__(self, raw):
+    self._raw = raw
+    self.size = 0
+    self.crc32 = 0
+
+  def write(self, data):
+    data = memoryview(data).cast('B')
+    self.size += len(data)
+    self.crc32 = zlib.crc32(data, self.crc32)
+    return self._raw.write(data)
+
+  def flush(self):
+    self._raw.flush()
+
+
+def is_temporary_file(fname: str) -> bool:
+  """A name of the temporaries `write_checkpoint_files` writes."""
+  return bool(_TMP_RE.match(fname))
+
+
+@contextlib.contextmanager
+def _sigterm_as_exit():
+  """Turns SIGTERM into SystemExit (so `finally` and `except` run and remove
+  temporaries) while writing, if in the main thread and SIGTERM has its
+  default action; a no-op otherwise."""
+  installed = False
+  if threading.current_thread() is threading.main_thread():
+    try:
+      installed = signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+    except ValueError:
+      installed = False
+  if installed:
+    def _exit(signum, frame):
+      del frame
+      raise SystemExit(128 + signum)
+    signal.signal(signal.SIGTERM, _exit)
   try:
-    with os.fdopen(fd, 'wb') as raw:
-      with gzip.GzipFile(fileobj=raw, mode='wb',
-                         compresslevel=compresslevel) as out:
-        np.save(out, array, allow_pickle=False)
-    os.chmod(tmp, 0o666 & ~_umask())
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-    raise
+    yield
+  finally:
+    if installed:
+      signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def write_checkpoint_files(replay_dir: str, suffix: int,
+                           arrays: Dict[str, np.ndarray],
+                           compresslevel: int = 6) -> Dict[str, dict]:
+  """Writes one checkpoint's files (`{name stem: array}`), all or none.
+
+  Every file is written to a hidden temporary in `replay_dir` (`.NAME.tmp`),
+  and renamed into place only when all of them are complete; an exception,
+  KeyboardInterrupt or SIGTERM removes the temporaries. Only a SIGKILL or a
+  crash can leave one; `replay_writer.ReplayDirWriter` removes those when it
+  next opens the directory, and readers never look at them.
+
+  Returns:
+    `{file name: {"size": bytes, "crc32": CRC-32 of the bytes}}`.
+  """
+  os.makedirs(replay_dir, exist_ok=True)
+  temporaries = []
+  records = {}
+  with _sigterm_as_exit():
+    try:
+      for name, array in arrays.items():
+        final = checkpoint_filename(replay_dir, name, suffix)
+        fd, tmp = tempfile.mkstemp(
+            prefix=f'.{os.path.basename(final)}.', suffix='.tmp',
+            dir=replay_dir)
+        temporaries.append((tmp, final))
+        with os.fdopen(fd, 'wb') as raw:
+          counted = _Crc32Writer(raw)
+          with gzip.GzipFile(fileobj=counted, mode='wb',
+                             compresslevel=compresslevel, mtime=0) as out:
+            np.save(out, np.asarray(array), allow_pickle=False)
+          raw.flush()
+          os.fsync(raw.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
+        records[os.path.basename(final)] = {'size': counted.size,
+                                            'crc32': counted.crc32}
+      for tmp, final in temporaries:
+        os.replace(tmp, final)
+    except BaseException:
+      for tmp, _ in temporaries:
+        if os.path.exists(tmp):
+          os.remove(tmp)
+      raise
+  return records
 
 
 # ------------------------------------------------------------------ episodes
@@ -304,6 +535,12 @@ class Episode:
         raise DataError(
             f'Episode ({self.checkpoint_id}, {self.episode_id}): {field} has '
             f'{len(getattr(self, field))} steps, observation has {n}')
+    reward = np.asarray(self.reward)
+    if reward.size and not np.isfinite(reward).all():
+      t = int(np.flatnonzero(~np.isfinite(reward))[0])
+      raise DataError(
+          f'Episode ({self.checkpoint_id}, {self.episode_id}): reward '
+          f'{reward[t]} at step {t}; the dataset is corrupt')
     if self.sampleable is not None and len(self.sampleable) != n:
       raise DataError(
           f'Episode ({self.checkpoint_id}, {self.episode_id}): sampleable has '
@@ -405,6 +642,24 @@ def _scalar_int(path: str) -> int:
   return value
 
 
+def _check_values(headers: Dict[str, 'NpyGzFile'], indices: np.ndarray,
+                  action: np.ndarray, reward: np.ndarray):
+  """DataError naming the file and the first index of `indices` (the filled
+  part of the buffer) holding a NaN/infinite reward or a negative action."""
+  bad = indices[~np.isfinite(reward[indices])]
+  if bad.size:
+    raise DataError(
+        f'{headers["reward"].path}: reward {reward[bad[0]]} at index '
+        f'{bad[0]} ({bad.size} non-finite rewards in all); the dataset is '
+        'corrupt: regenerate it or leave this checkpoint out')
+  bad = indices[action[indices] < 0]
+  if bad.size:
+    raise DataError(
+        f'{headers["action"].path}: action {action[bad[0]]} at index '
+        f'{bad[0]} ({bad.size} negative actions in all); actions are '
+        'indices into the action set, so the dataset is corrupt')
+
+
 def read_checkpoint_info(replay_dir: str,
                          suffix: int,
                          stack_size: int = DEFAULT_STACK_SIZE,
@@ -426,12 +681,15 @@ def read_checkpoint_info(replay_dir: str,
 
   Raises:
     DataError: naming the file for a missing or truncated file, arrays whose
-      lengths disagree, a wrong dtype or observation shape, or padding
-      transitions that are not zero.
+      lengths disagree, a wrong dtype or observation shape, a NaN or infinite
+      reward or a negative action (with its index), padding transitions that
+      are not zero, or (with a manifest) a checkpoint or file that is not the
+      one the dataset's run wrote (see `verify_checkpoint`).
   """
   if stack_size < 1:
     raise ValueError(f'stack_size must be >= 1, got {stack_size}')
   path = lambda name: checkpoint_filename(replay_dir, name, suffix)
+  verify_checkpoint(replay_dir, suffix)
   missing = [path(n) for n in REQUIRED_FILES if not os.path.exists(path(n))]
   if missing:
     raise DataError('Missing file(s) of Dopamine checkpoint {}: {}'.format(
@@ -486,10 +744,11 @@ def read_checkpoint_info(replay_dir: str,
     pad[term_pos[term_pos + k < n] + k] = True
   if not full:
     pad[:stack_size - 1] = True
+  action = headers['action'].read()
+  reward = headers['reward'].read()
+  _check_values(headers, chron, action, reward)
   pad_idx = chron[pad]
   if pad_idx.size:
-    action = headers['action'].read()
-    reward = headers['reward'].read()
     bad = pad_idx[(action[pad_idx] != 0) | (reward[pad_idx] != 0) |
                   (terminal[pad_idx] != 0)]
     if bad.size:
@@ -803,16 +1062,64 @@ class DopamineReplayWriter:
         self._add(0, 0, 0.0, 0)
     self._add(observation, int(action), float(reward), 1 if terminal else 0)
 
+  @property
+  def stack_size(self) -> int:
+    return self._stack_size
+
+  @property
+  def update_horizon(self) -> int:
+    return self._update_horizon
+
+  @property
+  def frame_shape(self) -> Tuple[int, ...]:
+    return self._frame_shape
+
+  def checkpoint_arrays(self) -> Dict[str, np.ndarray]:
+    """The 6 arrays of a checkpoint, by file name stem (views, not copies)."""
+    arrays = {STORE_PREFIX + name: array for name, array in self._store.items()}
+    arrays['add_count'] = np.array(self.add_count)
+    arrays['invalid_range'] = self.invalid_range()
+    return arrays
+
   def save(self, replay_dir: str, suffix: int, compresslevel: int = 6):
-    """Writes the 6 checkpoint files of `suffix`, each atomically."""
-    os.makedirs(replay_dir, exist_ok=True)
-    for name, array in self._store.items():
-      _atomic_save_gz(checkpoint_filename(replay_dir, STORE_PREFIX + name,
-                                          suffix), array, compresslevel)
-    _atomic_save_gz(checkpoint_filename(replay_dir, 'add_count', suffix),
-                    np.array(self.add_count), compresslevel)
-    _atomic_save_gz(checkpoint_filename(replay_dir, 'invalid_range', suffix),
-                    self.invalid_range(), compresslevel)
+    """Writes the 6 files of checkpoint `suffix` as a plain Dopamine directory
+    (no manifest; all files or none, see `write_checkpoint_files`).
+
+    Raises:
+      DataError: if `replay_dir` has a manifest: its checkpoints are written
+        with `replay_writer.ReplayDirWriter`, which records them.
+    """
+    if os.path.exists(manifest_path(replay_dir)):
+      raise DataError(
+          f'{replay_dir} holds a dataset with a manifest; write its '
+          'checkpoints with tf_offline_q.data.replay_writer.ReplayDirWriter')
+    write_checkpoint_files(replay_dir, suffix, self.checkpoint_arrays(),
+                           compresslevel)
+
+  @classmethod
+  def restore(cls, replay_dir: str, suffix: int,
+              stack_size: int = DEFAULT_STACK_SIZE,
+              update_horizon: int = 1) -> 'DopamineReplayWriter':
+    """The buffer as checkpoint `suffix` saved it, to go on adding (Dopamine's
+    `OutOfGraphReplayBuffer.load`). Reads all of its arrays into memory.
+
+    Raises:
+      DataError: naming a missing, truncated or inconsistent file.
+    """
+    info = read_checkpoint_info(replay_dir, suffix, stack_size,
+                                frame_shape=NpyGzFile(checkpoint_filename(
+                                    replay_dir, STORE_PREFIX + 'observation',
+                                    suffix)).shape[1:])
+    buffer = cls.__new__(cls)
+    buffer._capacity = info.capacity
+    buffer._stack_size = int(stack_size)
+    buffer._update_horizon = int(update_horizon)
+    buffer._store = {
+        field: NpyGzFile(info.filename(STORE_PREFIX + field)).read()
+        for field in STORE_FIELDS}
+    buffer._frame_shape = tuple(buffer._store['observation'].shape[1:])
+    buffer.add_count = info.add_count
+    return buffer
 
 
 def write_episodes_as_dopamine(episodes: Iterable[Tuple[np.ndarray, np.ndarray,

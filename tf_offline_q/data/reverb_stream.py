@@ -34,7 +34,15 @@ Servers. `ReplayServer` runs an in-process Reverb server (or, with
 fills tables from a Dopamine directory or a TFDS data_dir, and checkpoints
 them: a server restarted on the same `checkpoint_dir` has its tables back
 without reading the source files. A small `{table}.ready` table per game
-records that a fill completed; learners wait for it.
+records that a fill completed; learners wait for it. A damaged table
+checkpoint (`start_server`) is set aside with a warning naming the file, and
+the tables start empty, to be refilled from their source.
+
+Time-outs. Reverb's sampler retries a lost server forever; with
+`timeout_seconds`, `make_dataset` waits that long for a server that does not
+answer (saying which one on stderr), then raises, and while sampling a
+`ServerWatchdog` ends the process with an error naming the server once it has
+not answered for that long.
 
 Learners. `make_dataset` builds one replica's `tf.data.Dataset` from any
 number of (server, table) sources, interleaved; `make_distributed_dataset`
@@ -44,9 +52,14 @@ host CPU (it has no TPU/GPU kernel).
 """
 import collections
 import dataclasses
+import json
 import logging
+import os
+import re
 import sys
+import threading
 import time
+import weakref
 from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -55,6 +68,7 @@ import tensorflow as tf
 from tf_agents.trajectories import time_step as ts
 from tf_agents.trajectories import trajectory
 
+from tf_offline_q import files
 from tf_offline_q import specs
 from tf_offline_q.data import dqn_replay
 
@@ -120,16 +134,19 @@ def make_tables(name: str,
                 n_step: int = 3,
                 frame_shape: Sequence[int] = specs.FRAME_SHAPE,
                 max_size: int = DEFAULT_MAX_SIZE,
-                min_size_to_sample: int = 1) -> List[reverb.Table]:
+                min_size_to_sample: int = 1,
+                signature: Optional[Dict[str, tf.TensorSpec]] = None
+                ) -> List[reverb.Table]:
   """The data table of one game (uniform sampler, MinSize rate limiter,
-  signature) and its one-item `.ready` table."""
+  signature) and its one-item `.ready` table. `signature` replaces the
+  Atari layout's (tables of other layouts, e.g. `reverb_windows`)."""
   data = reverb.Table(
       name=name,
       sampler=reverb.selectors.Uniform(),
       remover=reverb.selectors.Fifo(),
       max_size=int(max_size),
       rate_limiter=reverb.rate_limiters.MinSize(int(min_size_to_sample)),
-      signature=item_signature(stack_size, n_step, frame_shape))
+      signature=signature or item_signature(stack_size, n_step, frame_shape))
   ready = reverb.Table(
       name=ready_table_name(name),
       sampler=reverb.selectors.Fifo(),
@@ -138,6 +155,17 @@ def make_tables(name: str,
       rate_limiter=reverb.rate_limiters.MinSize(1),
       signature=_READY_SIGNATURE)
   return [data, ready]
+
+
+def mark_ready(client: reverb.Client, table: str, stats: 'FillStats'):
+  """Writes the one item of `table`'s `.ready` table: its fill completed."""
+  with client.trajectory_writer(num_keep_alive_refs=1) as w:
+    w.append({'num_items': np.int64(stats.items),
+              'num_steps': np.int64(stats.steps)})
+    w.create_item(ready_table_name(table), 1.0,
+                  {'num_items': w.history['num_items'][-1],
+                   'num_steps': w.history['num_steps'][-1]})
+    w.flush()
 
 
 # ------------------------------------------------------------------- writing
@@ -387,6 +415,114 @@ def iterate_source(source: Source,
       yield episode
 
 
+# ------------------------------------------------------- server checkpoints
+# Written into each checkpoint by `write_checkpoint`: its files' sizes.
+CHECKPOINT_SIZES_FILE = 'tf_offline_q_sizes.json'
+_DONE = 'DONE'
+_DAMAGED_DONE = 'DONE.damaged'
+
+
+def write_checkpoint(client: reverb.Client) -> str:
+  """Checkpoints the server's tables (Reverb's `client.checkpoint()`) and
+  records its files' sizes in it, so a truncated file is found before Reverb
+  reads it; returns the checkpoint's path."""
+  path = client.checkpoint()
+  if os.path.isdir(path):
+    sizes = {f: os.path.getsize(os.path.join(path, f))
+             for f in sorted(os.listdir(path))
+             if f not in (_DONE, CHECKPOINT_SIZES_FILE)}
+    files.atomic_write_text(os.path.join(path, CHECKPOINT_SIZES_FILE),
+                            json.dumps(sizes, indent=1) + '\n')
+  return path
+
+
+def _latest_checkpoint(checkpoint_dir: str) -> Optional[str]:
+  """The checkpoint Reverb would load: the last by name with a DONE file."""
+  if not os.path.isdir(checkpoint_dir):
+    return None
+  for name in sorted(os.listdir(checkpoint_dir), reverse=True):
+    path = os.path.join(checkpoint_dir, name)
+    if os.path.exists(os.path.join(path, _DONE)):
+      return path
+  return None
+
+
+def _size_problem(checkpoint: str) -> Optional[str]:
+  """'FILE: why' if a file differs from the recorded sizes, else None."""
+  try:
+    with open(os.path.join(checkpoint, CHECKPOINT_SIZES_FILE)) as f:
+      sizes = json.load(f)
+  except FileNotFoundError:
+    return None  # Written without sizes (by Reverb alone).
+  except (OSError, ValueError) as e:
+    return f'{os.path.join(checkpoint, CHECKPOINT_SIZES_FILE)}: unreadable ({e})'
+  for fname, size in sizes.items():
+    path = os.path.join(checkpoint, fname)
+    if not os.path.exists(path):
+      return f'{path}: missing'
+    if os.path.getsize(path) != size:
+      return (f'{path}: {os.path.getsize(path)} bytes, {size} were written '
+              '(truncated?)')
+  return None
+
+
+def _record_problem(checkpoint: str) -> Optional[str]:
+  """'FILE: why' for the first tfrecord of `checkpoint` that does not read,
+  None if all of them read."""
+  for fname in sorted(os.listdir(checkpoint)):
+    if not fname.endswith('.tfrecord'):
+      continue
+    path = os.path.join(checkpoint, fname)
+    errors = []
+    for compression in ('ZLIB', ''):  # Reverb's, then older checkpoints'.
+      try:
+        for _ in tf.data.TFRecordDataset(path, compression_type=compression):
+          pass
+        break
+      except tf.errors.OpError as e:
+        errors.append(_short(e))
+    else:
+      return f'{path}: {errors[0]}'
+  return None
+
+
+def _set_aside(checkpoint: str, problem: str):
+  """Makes Reverb skip `checkpoint` (its DONE marker renamed), warning."""
+  os.replace(os.path.join(checkpoint, _DONE),
+             os.path.join(checkpoint, _DAMAGED_DONE))
+  _say(f'warning: damaged Reverb checkpoint file {problem}. The checkpoint is '
+       f'set aside ({_DAMAGED_DONE}); the tables start from an older intact '
+       'checkpoint if there is one, else empty, to be refilled from their '
+       'source.')
+
+
+def start_server(tables: List[reverb.Table], port: Optional[int] = None,
+                 checkpoint_dir: Optional[str] = None) -> reverb.Server:
+  """A `reverb.Server` restoring its tables from the latest checkpoint in
+  `checkpoint_dir`, if any. A damaged checkpoint (a file of another size than
+  `write_checkpoint` recorded, or one Reverb cannot read) is set aside with a
+  warning naming the file; the tables then come from an older intact
+  checkpoint, or start empty (their `.ready` tables too, so they get refilled).
+  """
+  if not checkpoint_dir:
+    return reverb.Server(tables, port=port)
+  for _ in range(100):  # At most one try per damaged checkpoint.
+    latest = _latest_checkpoint(checkpoint_dir)
+    problem = latest and _size_problem(latest)
+    if problem:
+      _set_aside(latest, problem)
+      continue
+    checkpointer = reverb.checkpointers.DefaultCheckpointer(path=checkpoint_dir)
+    try:
+      return reverb.Server(tables, port=port, checkpointer=checkpointer)
+    except (RuntimeError, ValueError, tf.errors.OpError) as e:
+      problem = latest and _record_problem(latest)
+      if not problem:  # Not the checkpoint (e.g. the port is taken).
+        raise
+      _set_aside(latest, f'{problem} (Reverb: {_short(e)})')
+  raise RuntimeError(f'Too many damaged checkpoints in {checkpoint_dir}')
+
+
 # -------------------------------------------------------------------- server
 class ReplayServer:
   """An in-process Reverb server with one table per game, filled from data.
@@ -435,12 +571,9 @@ class ReplayServer:
     for name in self._tables:
       tables += make_tables(name, stack_size, n_step, frame_shape, max_size,
                             min_size_to_sample)
-    checkpointer = None
-    if checkpoint_dir:
-      checkpointer = reverb.checkpointers.DefaultCheckpointer(
-          path=checkpoint_dir)
-    self._server = reverb.Server(tables, port=port, checkpointer=checkpointer)
+    self._server = start_server(tables, port, checkpoint_dir)
     self._client = reverb.Client(self.address)
+    _IN_PROCESS_SERVERS.add(self.address)
     if checkpoint_dir:
       # Restored tables keep the layout they were checkpointed with.
       info = self._client.server_info()
@@ -514,13 +647,7 @@ class ReplayServer:
     if stats.items == 0:
       raise DataError(f'No transition to sample for table {table!r}: '
                       f'{stats.episodes} episodes, {stats.steps} steps')
-    with self._client.trajectory_writer(num_keep_alive_refs=1) as w:
-      w.append({'num_items': np.int64(stats.items),
-                'num_steps': np.int64(stats.steps)})
-      w.create_item(ready_table_name(table), 1.0,
-                    {'num_items': w.history['num_items'][-1],
-                     'num_steps': w.history['num_steps'][-1]})
-      w.flush()
+    mark_ready(self._client, table, stats)
     logging.info('Filled table %s: %d episodes, %d steps, %d items in %.1fs',
                  table, stats.episodes, stats.steps, stats.items, stats.seconds)
     return stats
@@ -536,13 +663,14 @@ class ReplayServer:
 
   def checkpoint(self) -> str:
     """Writes a Reverb checkpoint of all tables; returns its path."""
-    return self._client.checkpoint()
+    return write_checkpoint(self._client)
 
   def wait(self):
     """Blocks until the server stops (KeyboardInterrupt on SIGINT)."""
     self._server.wait()
 
   def stop(self):
+    _IN_PROCESS_SERVERS.discard(self.address)
     self._server.stop()
 
 
@@ -628,26 +756,171 @@ def _same_signature(got, expected) -> bool:
       got[k].dtype == expected[k].dtype for k in expected))
 
 
-def _server_info(client: reverb.Client, address: str, timeout_secs: float):
-  try:
-    return client.server_info(timeout=max(1, int(timeout_secs)))
-  except Exception as e:  # pylint: disable=broad-except
-    raise ConnectionError(
-        f'Cannot reach the Reverb server at {address}: {e}') from e
+# ------------------------------------------------------ server availability
+# Seconds between "still waiting" lines.
+_NOTE_EVERY_SECS = 10.0
+# Addresses of the `ReplayServer`s of this process (they cannot vanish alone).
+_IN_PROCESS_SERVERS = set()
 
 
-def _wait_ready(client: reverb.Client, address: str, table: str,
-                timeout_secs: float):
-  deadline = time.monotonic() + timeout_secs
+def _say(message: str):
+  print(f'reverb_stream: {message}', file=sys.stderr, flush=True)
+
+
+def _short(error: BaseException) -> str:
+  """The first line of an error's message, without TF's op decorations."""
+  text = error.message if isinstance(error, tf.errors.OpError) else str(error)
+  text = re.sub(r'\{\{[^}]*\}\}\s*', '', text).split(' [Op:')[0].strip()
+  return text.splitlines()[0][:200] if text else type(error).__name__
+
+
+class ServerUnavailableError(ConnectionError, ValueError):
+  """No Reverb server answered at an address in time (the message names it).
+  Also a ValueError: a wrong address is bad input, which entry points report
+  in one line."""
+
+
+class TableNotReadyError(TimeoutError, ValueError):
+  """A table was not filled in time (the message names it and its server)."""
+
+
+def _check_timeout(name: str, value: Optional[float]):
+  if value is not None and not value > 0:
+    raise ValueError(f'{name} must be > 0 seconds (or None), got {value!r}')
+
+
+def wait_for_server(address: str, timeout_seconds: float
+                    ) -> Tuple[reverb.Client, Dict]:
+  """(client, server_info) of `address`, waiting up to `timeout_seconds` for
+  it to answer and saying (on stderr, every 10 s) what it waits for.
+
+  Raises:
+    ServerUnavailableError: naming `address` if it did not answer in time.
+  """
+  _check_timeout('timeout_seconds', timeout_seconds)
+  client = reverb.Client(address)
+  start = time.monotonic()
+  deadline = start + timeout_seconds
+  next_note = start
   while True:
-    info = _server_info(client, address, timeout_secs)
+    remaining = deadline - time.monotonic()
+    try:
+      per_call = max(1, min(5, int(remaining // 2)))
+      return client, client.server_info(timeout=per_call)
+    except Exception as e:  # pylint: disable=broad-except
+      error = e
+    now = time.monotonic()
+    if now >= deadline:
+      raise ServerUnavailableError(
+          f'No Reverb server answered at {address} within {timeout_seconds:g}s '
+          f'({_short(error)}). Start it (launch/reverb_server.py) or fix the '
+          'address (train_eval.reverb_addresses); the time-out is '
+          'train_eval.reverb_timeout_seconds.') from error
+    if now >= next_note:
+      _say(f'waiting for the Reverb server at {address} '
+           f'({now - start:.0f}s of {timeout_seconds:g}s): {_short(error)}')
+      next_note = now + _NOTE_EVERY_SECS
+    time.sleep(min(1.0, max(0.0, deadline - now)))
+
+
+def _wait_ready(address: str, table: str, ready_timeout_secs: float,
+                server_timeout_secs: float):
+  """Info of `table` once its fill completed (its `.ready` table has an item),
+  saying what it waits for."""
+  start = time.monotonic()
+  deadline = start + ready_timeout_secs
+  next_note = start + _NOTE_EVERY_SECS
+  while True:
+    _, info = wait_for_server(address, server_timeout_secs)
     ready = info.get(ready_table_name(table))
     if ready is not None and ready.current_size > 0:
       return info[table]
-    if time.monotonic() > deadline:
-      raise TimeoutError(f'Table {table!r} at {address} was not filled within '
-                         f'{timeout_secs}s')
+    now = time.monotonic()
+    if now > deadline:
+      raise TableNotReadyError(f'Table {table!r} at {address} was not filled within '
+                         f'{ready_timeout_secs:g}s (it holds '
+                         f'{info[table].current_size} items so far)')
+    if now >= next_note:
+      _say(f'waiting for table {table!r} at {address} to be filled '
+           f'({info[table].current_size} items so far, {now - start:.0f}s of '
+           f'{ready_timeout_secs:g}s)')
+      next_note = now + _NOTE_EVERY_SECS
     time.sleep(0.5)
+
+
+def _give_up(message: str):
+  """Ends the process with `message`: the thread sampling from Reverb is
+  blocked inside Reverb's op, which retries a lost server forever, so no
+  exception can reach it."""
+  _say(f'error: {message}')
+  sys.stdout.flush()
+  sys.stderr.flush()
+  os._exit(1)  # pylint: disable=protected-access
+
+
+class ServerWatchdog:
+  """Gives up, clearly, when a Reverb server a dataset samples from is lost.
+
+  Reverb's sampler retries a server that stopped answering forever, so a
+  learner whose server died would wait silently. This thread asks every
+  server for its info every `poll_seconds`; when one stops answering it says
+  so (on stderr, every 10 s), says so again if it comes back (Reverb then
+  reconnects by itself), and if it has not answered for `timeout_seconds`
+  calls `on_lost(address, message)`, by default printing the message and
+  ending the process with status 1.
+  """
+
+  def __init__(self, addresses: Sequence[str], timeout_seconds: float,
+               on_lost=None, poll_seconds: Optional[float] = None):
+    _check_timeout('timeout_seconds', timeout_seconds)
+    self._addresses = list(dict.fromkeys(addresses))
+    self._timeout = float(timeout_seconds)
+    self._poll = poll_seconds or min(max(self._timeout / 4, 0.5), 10.0)
+    self._on_lost = on_lost or (lambda address, message: _give_up(message))
+    self._stop = threading.Event()
+    self._thread = threading.Thread(target=self._run, daemon=True,
+                                    name='reverb-server-watchdog')
+
+  def start(self) -> 'ServerWatchdog':
+    self._thread.start()
+    return self
+
+  def stop(self):
+    self._stop.set()
+
+  def _run(self):
+    clients = {a: reverb.Client(a) for a in self._addresses}
+    lost_since: Dict[str, float] = {}
+    next_note: Dict[str, float] = {}
+    while not self._stop.wait(self._poll):
+      for address, client in clients.items():
+        try:
+          client.server_info(timeout=max(1, int(min(self._poll, 5))))
+        except Exception as e:  # pylint: disable=broad-except
+          if self._stop.is_set():
+            return
+          now = time.monotonic()
+          since = lost_since.setdefault(address, now)
+          if now - since >= self._timeout:
+            self._on_lost(address, (
+                f'the Reverb server at {address} has not answered for '
+                f'{now - since:.0f}s ({_short(e)}): it was stopped or killed, '
+                'or the network is down. Giving up: restart it '
+                '(launch/reverb_server.py with the same --checkpoint_dir '
+                'restores its tables) and run the same command again to '
+                'resume from the last checkpoint. The time-out is '
+                'train_eval.reverb_timeout_seconds.'))
+            return
+          if now >= next_note.get(address, now):
+            _say(f'the Reverb server at {address} does not answer '
+                 f'({_short(e)}); waiting for it ({now - since:.0f}s of '
+                 f'{self._timeout:g}s)')
+            next_note[address] = now + _NOTE_EVERY_SECS
+        else:
+          if lost_since.pop(address, None) is not None:
+            next_note.pop(address, None)
+            _say(f'the Reverb server at {address} answers again; sampling '
+                 'goes on')
 
 
 def resolve_sources(server_addresses: Union[str, Sequence[str]],
@@ -655,33 +928,42 @@ def resolve_sources(server_addresses: Union[str, Sequence[str]],
                     stack_size: int = specs.STACK_SIZE,
                     n_step: int = 3,
                     frame_shape: Sequence[int] = specs.FRAME_SHAPE,
-                    ready_timeout_secs: float = 600.0
+                    ready_timeout_secs: float = 600.0,
+                    signature: Optional[Dict[str, tf.TensorSpec]] = None,
+                    timeout_seconds: Optional[float] = None
                     ) -> List[Tuple[str, str, int]]:
   """The (address, table, num_items) pairs to sample from.
 
   Every table of `table_names` found on every server is used (one server per
   game, several shards of a game on several servers, or any mix); each table
   must be on at least one server, filled (waits up to `ready_timeout_secs`),
-  and have the signature of `(stack_size, n_step, frame_shape)`.
+  and have the signature of `(stack_size, n_step, frame_shape)`, or
+  `signature` if given (tables of other layouts, e.g. `reverb_windows`).
+  Each server is waited for up to `timeout_seconds` (None: up to
+  `ready_timeout_secs`), saying so on stderr while waiting.
 
   Raises:
     ValueError: naming a table found on no server, or with another signature.
+    ServerUnavailableError: naming a server that did not answer in time.
+    TableNotReadyError: naming a table not filled in time.
   """
+  _check_timeout('ready_timeout_secs', ready_timeout_secs)
+  _check_timeout('timeout_seconds', timeout_seconds)
+  server_timeout = timeout_seconds or ready_timeout_secs
   addresses = _as_list(server_addresses)
   tables = _as_list(table_names)
   if not addresses or not tables:
     raise ValueError('need at least one server address and one table name')
-  expected = item_signature(stack_size, n_step, frame_shape)
+  expected = signature or item_signature(stack_size, n_step, frame_shape)
   found = []
   for table in tables:
     hits = 0
     for address in addresses:
-      client = reverb.Client(address)
-      info = _server_info(client, address, ready_timeout_secs)
+      _, info = wait_for_server(address, server_timeout)
       if table not in info:
         continue
       hits += 1
-      info = _wait_ready(client, address, table, ready_timeout_secs)
+      info = _wait_ready(address, table, ready_timeout_secs, server_timeout)
       got = info.signature
       if not _same_signature(got, expected):
         raise ValueError(
@@ -691,6 +973,70 @@ def resolve_sources(server_addresses: Union[str, Sequence[str]],
     if not hits:
       raise ValueError(f'Table {table!r} is on none of the servers {addresses}')
   return found
+
+
+def sample_items(sources: Sequence[Tuple[str, str, int]],
+                 signature: Dict[str, tf.TensorSpec],
+                 batch_size: int,
+                 *,
+                 weights: Union[str, Sequence[float]] = 'size',
+                 max_in_flight_samples_per_worker: Optional[int] = None,
+                 num_workers_per_iterator: int = -1,
+                 timeout_seconds: Optional[float] = None) -> tf.data.Dataset:
+  """Batches of raw items `{column: [batch_size, ...]}` from resolved sources.
+
+  Args:
+    sources: (address, table, num_items) triples from `resolve_sources`.
+    signature: the tables' item signature.
+    batch_size: items per batch (drop_remainder).
+    weights: interleaving of several sources: 'size' (proportional to their
+      item counts, i.e. uniform over all items), 'equal', or one weight per
+      source.
+    max_in_flight_samples_per_worker: Reverb prefetch per worker; default
+      `2 * batch_size`.
+    num_workers_per_iterator: Reverb sampling threads per source (-1 = auto).
+    timeout_seconds: if set, a `ServerWatchdog` watches the servers (except
+      this process's own `ReplayServer`s) while the dataset (or an iterator
+      over it) exists: a server lost for that long ends the process with a
+      clear error, where Reverb would wait forever. None: no watchdog.
+  """
+  _check_timeout('timeout_seconds', timeout_seconds)
+  dtypes = {k: v.dtype for k, v in signature.items()}
+  shapes = {k: v.shape for k, v in signature.items()}
+  in_flight = max_in_flight_samples_per_worker or 2 * batch_size
+  datasets = [
+      reverb.TrajectoryDataset(
+          server_address=address, table=table, dtypes=dtypes, shapes=shapes,
+          max_in_flight_samples_per_worker=in_flight,
+          num_workers_per_iterator=num_workers_per_iterator).map(
+              lambda sample: sample.data)
+      for address, table, _ in sources
+  ]
+  if len(datasets) == 1:
+    ds = datasets[0]
+  else:
+    if isinstance(weights, str):
+      if weights == 'size':
+        w = [float(max(n, 1)) for _, _, n in sources]
+      elif weights == 'equal':
+        w = [1.0] * len(sources)
+      else:
+        raise ValueError(f"weights must be 'size', 'equal' or a list, got "
+                         f'{weights!r}')
+    else:
+      w = [float(x) for x in weights]
+      if len(w) != len(sources):
+        raise ValueError(f'{len(w)} weights for {len(sources)} sources '
+                         f'{[(a, t) for a, t, _ in sources]}')
+    total = sum(w)
+    ds = tf.data.Dataset.sample_from_datasets(
+        datasets, weights=[x / total for x in w])
+  ds = ds.batch(batch_size, drop_remainder=True)
+  remote = [a for a, _, _ in sources if a not in _IN_PROCESS_SERVERS]
+  if timeout_seconds and remote:
+    watchdog = ServerWatchdog(remote, timeout_seconds).start()
+    weakref.finalize(ds, watchdog.stop)  # Datasets after it keep it alive.
+  return ds
 
 
 def make_dataset(server_addresses: Union[str, Sequence[str]],
@@ -705,7 +1051,8 @@ def make_dataset(server_addresses: Union[str, Sequence[str]],
                  num_workers_per_iterator: int = -1,
                  num_parallel_calls: int = tf.data.AUTOTUNE,
                  prefetch: int = tf.data.AUTOTUNE,
-                 ready_timeout_secs: float = 600.0) -> tf.data.Dataset:
+                 ready_timeout_secs: float = 600.0,
+                 timeout_seconds: Optional[float] = None) -> tf.data.Dataset:
   """One replica's dataset of `Trajectory` batches, sampled from Reverb.
 
   Args:
@@ -722,6 +1069,10 @@ def make_dataset(server_addresses: Union[str, Sequence[str]],
     num_parallel_calls: parallelism of the stacking map.
     prefetch: batches prefetched.
     ready_timeout_secs: how long to wait for tables to be filled.
+    timeout_seconds: how long a server may not answer: at the start (None:
+      `ready_timeout_secs`) and, if set, while sampling (see `sample_items`;
+      Reverb alone would wait forever for a lost server). While waiting, what
+      is waited for is said on stderr.
 
   Returns:
     A `tf.data.Dataset` of `Trajectory` with observation uint8
@@ -731,40 +1082,15 @@ def make_dataset(server_addresses: Union[str, Sequence[str]],
   if batch_size < 1:
     raise ValueError(f'batch_size must be >= 1, got {batch_size}')
   sources = resolve_sources(server_addresses, table_names, stack_size, n_step,
-                            frame_shape, ready_timeout_secs)
+                            frame_shape, ready_timeout_secs,
+                            timeout_seconds=timeout_seconds)
   signature = item_signature(stack_size, n_step, frame_shape)
-  dtypes = {k: v.dtype for k, v in signature.items()}
-  shapes = {k: v.shape for k, v in signature.items()}
-  in_flight = max_in_flight_samples_per_worker or 2 * batch_size
   with tf.device('/cpu:0'):
-    datasets = [
-        reverb.TrajectoryDataset(
-            server_address=address, table=table, dtypes=dtypes, shapes=shapes,
-            max_in_flight_samples_per_worker=in_flight,
-            num_workers_per_iterator=num_workers_per_iterator).map(
-                lambda sample: sample.data)
-        for address, table, _ in sources
-    ]
-    if len(datasets) == 1:
-      ds = datasets[0]
-    else:
-      if isinstance(weights, str):
-        if weights == 'size':
-          w = [float(max(n, 1)) for _, _, n in sources]
-        elif weights == 'equal':
-          w = [1.0] * len(sources)
-        else:
-          raise ValueError(f"weights must be 'size', 'equal' or a list, got "
-                           f'{weights!r}')
-      else:
-        w = [float(x) for x in weights]
-        if len(w) != len(sources):
-          raise ValueError(f'{len(w)} weights for {len(sources)} sources '
-                           f'{[(a, t) for a, t, _ in sources]}')
-      total = sum(w)
-      ds = tf.data.Dataset.sample_from_datasets(
-          datasets, weights=[x / total for x in w])
-    ds = ds.batch(batch_size, drop_remainder=True)
+    ds = sample_items(sources, signature, batch_size, weights=weights,
+                      max_in_flight_samples_per_worker=(
+                          max_in_flight_samples_per_worker),
+                      num_workers_per_iterator=num_workers_per_iterator,
+                      timeout_seconds=timeout_seconds)
     ds = ds.map(lambda items: items_to_trajectory(items, stack_size, n_step),
                 num_parallel_calls=num_parallel_calls, deterministic=False)
     ds = ds.prefetch(prefetch)

@@ -281,7 +281,8 @@ def episode_from_rlds(steps: dict, checkpoint_id: int, episode_id: int,
     The `Episode`, or None if it has no step before its terminal step.
 
   Raises:
-    DataError: naming the field, for inconsistent step flags or shapes.
+    DataError: naming the field, for inconsistent step flags or shapes, a NaN
+      or infinite reward or a negative action (with its step).
   """
   name = f'{where} episode (checkpoint_id={checkpoint_id}, episode_id={episode_id})'
   obs = np.asarray(steps['observation'])
@@ -309,10 +310,20 @@ def episode_from_rlds(steps: dict, checkpoint_id: int, episode_id: int,
     length, terminal = max_length, False
   if length <= 0:
     return None
+  reward = np.asarray(steps['reward'][:length], dtype=np.float32)
+  if not np.isfinite(reward).all():
+    bad = int(np.flatnonzero(~np.isfinite(reward))[0])
+    raise DataError(f'{name}: steps/reward is {reward[bad]} at step {bad}; the '
+                    'dataset is corrupt')
+  action = np.asarray(steps['action'][:length], dtype=np.int64)
+  if (action < 0).any():
+    bad = int(np.flatnonzero(action < 0)[0])
+    raise DataError(f'{name}: steps/action is {action[bad]} at step {bad}; the '
+                    'dataset is corrupt')
   return Episode(
       observation=obs[:length, :, :, 0],
-      action=np.asarray(steps['action'][:length], dtype=np.int64),
-      reward=np.asarray(steps['reward'][:length], dtype=np.float32),
+      action=action,
+      reward=reward,
       terminal=terminal,
       checkpoint_id=int(checkpoint_id),
       episode_id=int(episode_id))
