@@ -268,3 +268,95 @@ def dqn_normalized_scores(
   """`dqn_normalized_score` applied to every entry of a {game: score} dict."""
   return {game: dqn_normalized_score(game, s, extra)
           for game, s in raw_scores.items()}
+
+
+# ------------------------------------------- D4RL (continuous control)
+# D4RL (Fu et al., 2020) normalises a return R of a continuous-control task as
+#
+#   d4rl_normalized_score = 100 * (R - random) / (expert - random)
+#
+# on the PERCENT scale (random 0, expert 100), unlike the fraction scale of
+# `dqn_normalized_score`. D4RL's own reference returns belong to its env
+# versions; ours (gymnasium v5 MuJoCo, Gymnasium-Robotics PointMaze v3 and
+# Fetch v4) are measured by our generators and stored in each Minari
+# dataset's metadata as `ref_min_score` (random) and `ref_max_score`
+# (expert / scripted), which is where these functions read them.
+
+
+def d4rl_reference_scores(metadata: Mapping[str, Any],
+                          where: Optional[str] = None) -> ReferenceScores:
+  """(random, expert) returns from a dataset's metadata.
+
+  Args:
+    metadata: the metadata dict of `tf_offline_q.data.minari_data`'s loaders
+      (or Minari's raw metadata): needs 'ref_min_score' and 'ref_max_score'.
+    where: names the dataset in errors (default: its 'dataset_id').
+
+  Returns:
+    `ReferenceScores(random=ref_min_score, dqn_replay=ref_max_score)`; the
+    second field holds the expert score here.
+
+  Raises:
+    ValueError: a missing, non-finite or equal pair, naming the dataset.
+  """
+  where = where or f"dataset {metadata.get('dataset_id', '?')!r}"
+  missing = [k for k in ('ref_min_score', 'ref_max_score')
+             if metadata.get(k) is None]
+  if missing:
+    raise ValueError(
+        f'{where}: metadata has no {" or ".join(missing)}, so D4RL-normalised '
+        'scores cannot be computed; regenerate the dataset with our generators '
+        '(they measure random and expert returns) or pass the scores')
+  return _as_reference_scores(
+      {'random': metadata['ref_min_score'],
+       'dqn_replay': metadata['ref_max_score']}, f'{where}: reference scores')
+
+
+def d4rl_normalized_score(
+    score: Union[float, Sequence[float], np.ndarray],
+    ref_min_score: float, ref_max_score: float,
+) -> Union[float, np.ndarray]:
+  """100 * (score - ref_min_score) / (ref_max_score - ref_min_score).
+
+  Args:
+    score: a raw episode return, or an array of them (any shape).
+    ref_min_score: the random policy's mean return (-> 0).
+    ref_max_score: the expert's mean return (-> 100).
+
+  Returns:
+    A float for a scalar score, else a float64 array of `score`'s shape.
+  """
+  row = _as_reference_scores({'random': ref_min_score,
+                              'dqn_replay': ref_max_score},
+                             'D4RL reference scores')
+  normalized = 100.0 * ((np.asarray(score, dtype=np.float64) - row.random) /
+                        (row.dqn_replay - row.random))
+  if normalized.ndim == 0:
+    return float(normalized)
+  return normalized
+
+
+def d4rl_normalized_score_from_metadata(
+    score: Union[float, Sequence[float], np.ndarray],
+    metadata: Mapping[str, Any]) -> Union[float, np.ndarray]:
+  """`d4rl_normalized_score` with the reference scores of a dataset's metadata."""
+  row = d4rl_reference_scores(metadata)
+  return d4rl_normalized_score(score, row.random, row.dqn_replay)
+
+
+def d4rl_reference_scores_entry(metadata: Mapping[str, Any]) -> Dict[str, Any]:
+  """A reference-scores file entry for the dataset's environment.
+
+  {env_name: {"random": ref_min_score, "dqn_replay": ref_max_score,
+  "scale": "d4rl"}}: with it in `launch/report.py --reference_scores=FILE`,
+  the report's (fraction-scale) normalised scores of that environment are
+  D4RL-normalised scores / 100. ("scale" is informational; readers ignore
+  fields they do not know.)
+  """
+  env_name = metadata.get('env_name')
+  if not env_name:
+    raise ValueError(f"dataset {metadata.get('dataset_id', '?')!r}: metadata "
+                     'has no env_name')
+  row = d4rl_reference_scores(metadata)
+  return {env_name: {'random': row.random, 'dqn_replay': row.dqn_replay,
+                     'scale': 'd4rl'}}
