@@ -58,9 +58,6 @@ Example:
   time_step = env.reset()                        # observation float32 [6]
   time_step = env.step(np.zeros(2, np.float32))  # reward float32 []
 """
-import contextlib
-import io
-import warnings
 from typing import Any, Dict, List, Mapping, Optional
 
 import gymnasium as gym
@@ -133,15 +130,13 @@ _ROBOTICS_REGISTERED = False
 def register_robotics():
   """Registers Gymnasium-Robotics' environments once.
 
-  Its import prints a notice about Adroit environments (which we do not use)
-  to stderr; that is silenced.
+  (Its notice about AdroitHand rewards is not printed: setup.py pins
+  farama-notifications 0.0.4, which carries no notices; see `console`.)
   """
   global _ROBOTICS_REGISTERED
   if not _ROBOTICS_REGISTERED:
-    with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
-      warnings.simplefilter('ignore')
-      import gymnasium_robotics  # pylint: disable=g-import-not-at-top
-      gym.register_envs(gymnasium_robotics)
+    import gymnasium_robotics  # pylint: disable=g-import-not-at-top
+    gym.register_envs(gymnasium_robotics)
     _ROBOTICS_REGISTERED = True
 
 
