@@ -315,21 +315,32 @@ def build_report(run_dirs: Sequence[str], output_dir: str,
           f'{m} ({len(data[m]["games"])}/{len(all_games)} games)')
       for m in methods
   }
+  # Axis labels say what 1.0 is: DQN-Replay (Table 3) or, for games scored
+  # with a reference-score file, the offline dataset's average return.
+  in_table_3 = [g in normalization.TABLE_3 for g in all_games]
+  if all(in_table_3):
+    score_label, reference_label = plots.SCORE_LABEL, 'DQN-Replay'
+  elif not any(in_table_3):
+    score_label, reference_label = 'normalised score', 'dataset average'
+  else:
+    score_label, reference_label = 'normalised score', 'DQN-Replay / dataset average'
   os.makedirs(output_dir, exist_ok=True)
   figures = {
       'final_iqm': plots.plot_aggregate_estimates(
           {labels[m]: estimates[m]['IQM'] for m in methods},
           os.path.join(output_dir, 'final_iqm.png'),
-          title='Final IQM (95% stratified bootstrap CI)'),
+          title='Final IQM (95% stratified bootstrap CI)', xlabel=f'IQM {score_label}'),
       'performance_profiles': plots.plot_performance_profiles(
           taus, {labels[m]: profiles[m] for m in methods},
           {labels[m]: profile_cis[m] for m in methods},
           os.path.join(output_dir, 'performance_profiles.png'),
-          title='Performance profiles at the final evaluation'),
+          title='Performance profiles at the final evaluation',
+          xlabel=f'{score_label} ($\\tau$)'),
       'learning_curves': plots.plot_learning_curves(
           {labels[m]: curves[m] for m in methods},
           os.path.join(output_dir, 'learning_curves.png'),
-          title='IQM over evaluations (95% CI)'),
+          title='IQM over evaluations (95% CI)', ylabel=f'IQM {score_label}',
+          reference_label=reference_label),
   }
 
   summary = {'games': all_games, 'reps': reps, 'seed': seed, 'methods': {}}

@@ -66,13 +66,18 @@ def plot_learning_curves(
     title: Optional[str] = None,
     xlabel: str = 'Training steps',
     ylabel: str = f'IQM {SCORE_LABEL}',
-    reference: Optional[float] = 1.0) -> str:
+    reference: Optional[float] = 1.0,
+    reference_label: str = 'DQN-Replay',
+    random_label: Optional[str] = 'random play') -> str:
   """IQM learning curves with CI bands.
 
   Args:
     curves: {method: (steps `[T]`, iqm `[T]`, ci `[2, T]`)}.
     path: PNG output.
-    reference: draw a dotted line at this score (1.0 = DQN-Replay); None: no.
+    reference: draw a dotted line at this score (1.0 = DQN-Replay, or the
+      dataset's average for reference-score files); None: no.
+    reference_label: the legend of that line.
+    random_label: legend of a dashed line at 0 (random play); None: no line.
   """
   if not curves:
     raise ValueError('plot_learning_curves: no curves to plot')
@@ -90,7 +95,9 @@ def plot_learning_curves(
     ax.fill_between(steps, ci[0], ci[1], color=colors[method], alpha=0.2)
   if reference is not None:
     ax.axhline(reference, color='black', linestyle=':', linewidth=1,
-               label='DQN-Replay')
+               label=reference_label)
+  if random_label is not None:
+    ax.axhline(0.0, color='grey', linestyle='--', linewidth=1, label=random_label)
   _style(ax, xlabel, ylabel, title)
   ax.legend(loc='best', fontsize='small')
   return save_figure(fig, path)
