@@ -1,8 +1,10 @@
 """Forward+backward time, FLOPs and fraction of matmul peak of the C51 Q-networks.
 
   TF_CPP_MIN_LOG_LEVEL=2 .venv/bin/python bench/networks.py \
-      [--backbones vit,vit_ts,convnet] [--variants S/14,micro] [--aggregations none] \
-      [--batch_size 32] [--steps N] [--jit_compile {off,on,both}]
+      [--backbones vit,vit_ts,convnet,resnet] [--variants S/14,micro,resnet34] \
+      [--aggregations none] [--batch_size 32] [--steps N] [--jit_compile {off,on,both}]
+
+  e.g. the Scaled-QL ResNets: --backbones resnet --variants micro,resnet34
 
 For every (backbone, variant, aggregation) it builds a `C51QNetwork` and times
 one training step without the optimizer: the C51 logits of a random uint8
@@ -27,6 +29,13 @@ formula. Peak: the best of several timed float32 `2048 x 2048 @ 2048 x 2048`
 matmuls in the same process, measured before and after the models.
 
 The convnet has no variant: it is timed once, whatever `--variants` says.
+ResNets (`--backbones resnet`) take the ResNet names of `--variants` (`micro`,
+`resnet18`, `resnet34`, `resnet50`, `resnet101`; a ViT name is skipped for them
+and a ResNet name for the ViTs) and ignore `--aggregations` (they always end
+in learned spatial embeddings). Their analytic count is every convolution of
+`resnet.conv_plan` (GroupNorm, ReLU and max-pool are element-wise, not
+counted), the spatial-embedding contraction 2 * H * W * C * K and the head;
+dropout is active (the step runs with `training=True`).
 The paper (section 4) ran ViT-ts : ViT : convnet at about 12 : 24 : 48 training
 steps/s on its accelerators; the second table puts our S/14 ratios (normalised
 to convnet = 48) beside them.
@@ -44,6 +53,7 @@ from tensorflow.python.profiler.option_builder import ProfileOptionBuilder
 
 from tf_offline_q import specs
 from tf_offline_q.networks import q_network
+from tf_offline_q.networks import resnet
 from tf_offline_q.networks import vit
 
 # Training steps/s of the paper's runs (section 4, "Architecture findings").
@@ -94,6 +104,15 @@ def analytic_flops(backbone, variant, aggregation, batch_size, frame=(84, 84), s
       c = filters
     first = convs[0]
     forward = sum(convs) + _head_flops(h * w * c, [512], outputs)
+  elif backbone == 'resnet':
+    v = resnet.get_variant(variant)
+    plan = resnet.conv_plan(v, frame, stack)
+    convs = [2 * k * k * cin * cout * h * w for k, _, cin, cout, h, w in plan]
+    first = convs[0]
+    _, _, _, channels, h, w = plan[-1]
+    embedding = 2 * h * w * channels * v.num_spatial_features
+    forward = (sum(convs) + embedding
+               + _head_flops(channels * v.num_spatial_features, v.head_hidden, outputs))
   else:
     v = vit.get_variant(variant)
     gh, gw = frame[0] // v.patch_size, frame[1] // v.patch_size
@@ -213,13 +232,18 @@ def matmul_peak(n=2048, reps=8):
   return max(rates), statistics.median(rates), cores
 
 
+def _has_variant(backbone, variant):
+  names = resnet.VARIANTS if backbone == 'resnet' else vit.VARIANTS
+  return variant in names
+
+
 def model_configs(backbones, variants, aggregations):
   configs = []
   for variant in variants:
     for backbone in backbones:
-      if backbone == 'convnet':
+      if backbone == 'convnet' or not _has_variant(backbone, variant):
         continue
-      for aggregation in aggregations:
+      for aggregation in (['-'] if backbone == 'resnet' else aggregations):
         configs.append((backbone, variant, aggregation))
   if 'convnet' in backbones:
     configs.append(('convnet', '-', 'none'))
@@ -229,6 +253,8 @@ def model_configs(backbones, variants, aggregations):
 def model_name(backbone, variant, aggregation):
   if backbone == 'convnet':
     return 'convnet'
+  if backbone == 'resnet':
+    return f'resnet {variant}'
   return f'{backbone} {variant} {aggregation}'
 
 
@@ -328,9 +354,10 @@ def _csv(text):
 def parse_args(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument('--backbones', type=_csv, default=['vit', 'vit_ts', 'convnet'],
-                      help='comma-separated subset of vit,vit_ts,convnet')
+                      help='comma-separated subset of vit,vit_ts,convnet,resnet')
   parser.add_argument('--variants', type=_csv, default=['S/14', 'micro'],
-                      help='comma-separated ViT variants (S/14, Ti/14, micro)')
+                      help='comma-separated ViT variants (S/14, Ti/14, micro) and/or ResNet '
+                           'variants (resnet18, resnet34, resnet50, resnet101, micro)')
   parser.add_argument('--aggregations', type=_csv, default=['none'],
                       help='comma-separated subset of none,mean,learned')
   parser.add_argument('--batch_size', type=int, default=32)

@@ -58,7 +58,7 @@ def test_patch_size_that_does_not_divide_is_a_clear_error():
 @pytest.mark.parametrize('kwargs,match', [
     (dict(variant='XL/3'), 'Unknown model variant'),
     (dict(aggregation='max'), 'Unknown sequence aggregation'),
-    (dict(backbone='resnet'), 'Unknown backbone'),
+    (dict(backbone='densenet'), 'Unknown backbone'),
 ])
 def test_bad_names_are_clear_errors(kwargs, match):
   args = dict(backbone='vit', variant='micro', aggregation='none')
@@ -169,7 +169,7 @@ def test_learned_aggregation_is_flatten_of_pointwise_product():
 
 
 def test_summary_prints_all_seven_rows(capsys):
-  summary.main(['--variant', 'micro'])
+  summary.main(['--variant', 'micro', '--resnet_variants', 'micro'])
   out = capsys.readouterr().out
   for name, *_ in summary.TABLE_1:
     assert f'| {name} |' in out

@@ -64,7 +64,8 @@ class BehavioralCloningAgent(tf_agent.TFAgent):
 
   def _loss(self, experience, weights=None, training=False):
     """Mean over the global batch of -log pi(a_0 | s_0); `experience` is `[B, T, ...]`."""
-    logits, _ = self._network(experience.observation[:, 0], training=training)  # [B, A]
+    observation = tf.nest.map_structure(lambda x: x[:, 0], experience.observation)
+    logits, _ = self._network(observation, training=training)  # [B, A]
     action = tf.cast(experience.action[:, 0], tf.int32)
     cross_entropy = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=action, logits=logits)
     correct = tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32), action), tf.float32)

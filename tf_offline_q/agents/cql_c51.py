@@ -130,9 +130,10 @@ class CqlC51Agent(categorical_dqn_agent.CategoricalDqnAgent):
     support = self._support
     n = self._n_step_update
     # 1. The window: s_0, a_0, r_0..r_{n-1}, d_0..d_{n-1}, s_n.
-    observation = experience.observation[:, 0]
+    # (Observations may be nests, e.g. the multi-game {'frames', 'game_id'}.)
+    observation = tf.nest.map_structure(lambda x: x[:, 0], experience.observation)
     action = experience.action[:, 0]
-    next_observation = experience.observation[:, n]
+    next_observation = tf.nest.map_structure(lambda x: x[:, n], experience.observation)
     rewards = experience.reward[:, :n]
     if self._reward_clip is not None:
       rewards = tf.clip_by_value(rewards, -self._reward_clip, self._reward_clip)

@@ -20,7 +20,13 @@ the `none` rows; flattening 144 tokens x 384 channels instead of taking one
 384-d token adds 54,912 inputs to the first head layer, so that layer is
 49.7M / 54,912 = 905 units wide. 896 (7 x 128, a multiple of the TPU lane
 width) is the nearest round width. With it every ViT row is within 3.3% of the
-paper (`python -m tf_offline_q.networks.summary`).
+paper (`python -m tf_offline_q.networks.summary`). The ResNet variants' head
+width (640) is derived in `resnet.py`.
+
+Multi-game networks (Scaled Q-learning): pass the dict observation spec of
+`multi_head.observation_spec(num_games)` (`{'frames', 'game_id'}`) and the
+output layer becomes one head per game, selected by each example's game id;
+everything before it is shared (see `multi_head.py`).
 """
 from typing import Callable, Optional, Sequence, Union
 
@@ -28,10 +34,12 @@ import tensorflow as tf
 from tf_agents.networks import network
 
 from tf_offline_q.networks import convnet
+from tf_offline_q.networks import multi_head
+from tf_offline_q.networks import resnet
 from tf_offline_q.networks import vit
 from tf_offline_q.networks import vit_ts
 
-BACKBONES = ('vit', 'vit_ts', 'convnet')
+BACKBONES = ('vit', 'vit_ts', 'convnet', 'resnet')
 
 BackboneSpec = Union[str, Callable[[], tf.keras.layers.Layer]]
 
@@ -40,10 +48,12 @@ def make_backbone(backbone: BackboneSpec, variant='S/14', aggregation='none'):
   """A fresh backbone layer: `[B, H, W, T] -> [B, F]`.
 
   Args:
-    backbone: 'vit', 'vit_ts' or 'convnet', or a zero-argument callable that
-      returns a new Keras layer (called again by `copy()`).
-    variant: ViT variant name (`S/14`, `Ti/14`, `micro`); ignored by 'convnet'.
-    aggregation: 'none', 'mean' or 'learned'; ignored by 'convnet'.
+    backbone: 'vit', 'vit_ts', 'convnet' or 'resnet', or a zero-argument
+      callable that returns a new Keras layer (called again by `copy()`).
+    variant: ViT variant name (`S/14`, `Ti/14`, `micro`) or ResNet variant name
+      (`resnet18`, `resnet34`, `resnet50`, `resnet101`, `micro`); ignored by 'convnet'.
+    aggregation: 'none', 'mean' or 'learned'; ignored by 'convnet' and 'resnet'
+      (the ResNet always ends in learned spatial embeddings, see `resnet.py`).
   """
   if callable(backbone):
     return backbone()
@@ -53,14 +63,18 @@ def make_backbone(backbone: BackboneSpec, variant='S/14', aggregation='none'):
     return vit_ts.ViTTS(variant, aggregation, name='vit_ts')
   if backbone == 'convnet':
     return convnet.NatureConvNet(name='convnet')
+  if backbone == 'resnet':
+    return resnet.ResNet(variant, name='resnet')
   raise ValueError(f'Unknown backbone {backbone!r}; expected one of {BACKBONES} or a callable')
 
 
 def default_head_hidden(backbone: BackboneSpec, variant) -> Sequence[int]:
-  """Hidden widths of the head: the variant's for ViTs, none for the convnet
-  (its dense-512 layer already is the penultimate layer)."""
+  """Hidden widths of the head: the variant's for ViTs and ResNets, none for
+  the convnet (its dense-512 layer already is the penultimate layer)."""
   if isinstance(backbone, str) and backbone in ('vit', 'vit_ts'):
     return vit.get_variant(variant).head_hidden
+  if isinstance(backbone, str) and backbone == 'resnet':
+    return resnet.get_variant(variant).head_hidden
   return ()
 
 
@@ -78,26 +92,43 @@ def _check_observation_spec(spec):
 
 
 class _BackboneHead(network.Network):
-  """Backbone + MLP head + linear output layer of `output_size` units."""
+  """Backbone + MLP head + linear output layer of `output_size` units.
+
+  With a multi-game observation spec (`multi_head.observation_spec`) the
+  backbone and hidden layers are shared and the output layer is one head per
+  game (`multi_head.GameHeads`), chosen by each example's `game_id`.
+  """
 
   def __init__(self, input_tensor_spec, output_size: int, backbone: BackboneSpec,
                variant, aggregation, head_hidden: Optional[Sequence[int]],
                feature_normalization: bool, name: str):
     super().__init__(input_tensor_spec=input_tensor_spec, state_spec=(), name=name)
-    _check_observation_spec(input_tensor_spec)
+    self._num_games = multi_head.num_games(input_tensor_spec)
+    frames_spec = multi_head.frames_spec(input_tensor_spec)
+    _check_observation_spec(frames_spec)
     if isinstance(backbone, str) and backbone in ('vit', 'vit_ts'):
-      vit.patch_grid(input_tensor_spec.shape[:2], vit.get_variant(variant).patch_size)
+      vit.patch_grid(frames_spec.shape[:2], vit.get_variant(variant).patch_size)
     if head_hidden is None:
       head_hidden = default_head_hidden(backbone, variant)
     self._feature_normalization = feature_normalization
     self._backbone = make_backbone(backbone, variant, aggregation)
     self._hidden = [tf.keras.layers.Dense(h, activation='relu', name=f'head_{i}')
                     for i, h in enumerate(head_hidden)]
-    self._output = tf.keras.layers.Dense(output_size, name='output')
+    if self._num_games is None:
+      self._output = tf.keras.layers.Dense(output_size, name='output')
+    else:
+      self._output = multi_head.GameHeads(self._num_games, output_size, name='output')
+
+  @property
+  def num_games(self) -> Optional[int]:
+    """Number of game heads; None for a single-game (frames-only) network."""
+    return self._num_games
 
   def features(self, observation, training=False):
-    """Penultimate features phi(s), `[B, head_hidden[-1]]` (or the backbone's width)."""
-    phi = self._backbone(observation, training=training)
+    """Penultimate features phi(s), `[B, head_hidden[-1]]` (or the backbone's width),
+    shared by all games."""
+    frames, _ = multi_head.split(observation)
+    phi = self._backbone(frames, training=training)
     for layer in self._hidden:
       phi = layer(phi)
     if self._feature_normalization:
@@ -107,7 +138,10 @@ class _BackboneHead(network.Network):
   def call_with_features(self, observation, training=False):
     """Returns `(outputs, phi)`; `outputs` as from `call`, `phi` as from `features`."""
     phi = self.features(observation, training=training)
-    return self._reshape_output(self._output(phi)), phi
+    if self._num_games is None:
+      return self._reshape_output(self._output(phi)), phi
+    _, game_id = multi_head.split(observation)
+    return self._reshape_output(self._output(phi, game_id)), phi
 
   def _reshape_output(self, outputs):
     return outputs
@@ -126,7 +160,8 @@ class C51QNetwork(_BackboneHead):
                head_hidden: Optional[Sequence[int]] = None,
                feature_normalization: bool = False, name='C51QNetwork'):
     """Args:
-      input_tensor_spec: observation spec, uint8 `[H, W, T]`.
+      input_tensor_spec: observation spec, uint8 `[H, W, T]`, or the multi-game
+        dict spec of `multi_head.observation_spec` (one head per game).
       action_spec: scalar bounded discrete action spec.
       backbone, variant, aggregation: see `make_backbone`.
       num_atoms: atoms of the categorical return distribution.
