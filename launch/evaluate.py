@@ -14,12 +14,14 @@ per-episode returns as JSON (atomically; rewritten after every game):
 
 `normalized` is the DQN-normalised mean return (random 0, DQN-Replay 1.0);
 `iqm_normalized` is the IQM across the evaluated Table 3 games (one run).
+`train_step` is the step the SavedModel was exported at (`train_eval` writes
+RUN/policies/greedy_policy with it); it is printed before playing.
 
 Flags are defined by `define_flags()` only when this file runs as a script, so
 tests can import it and call `evaluate_saved_policy` directly.
 
 Usage:
-  python launch/evaluate.py --policy_dir=runs/pong_vit_0/policies/greedy \
+  python launch/evaluate.py --policy_dir=runs/pong_vit_0/policies/greedy_policy \
       --games=Pong,Breakout --output=runs/pong_vit_0/final_eval.json
 """
 import os
@@ -103,6 +105,9 @@ def evaluate_saved_policy(policy_dir, games, output, num_steps, epsilon,
     train_step = None
   if train_step is not None and train_step < 0:
     train_step = None    # PolicySaver's -1: saved without a train step.
+  print(f'Playing the policy in {policy_dir}: ' +
+        (f'train step {train_step}' if train_step is not None
+         else 'train step unknown (saved without one)'), flush=True)
   report = {
       'policy_dir': os.path.abspath(policy_dir),
       'train_step': train_step,

@@ -9,7 +9,12 @@ Flags: --root_dir, --gin_file (repeatable; names are looked up in gin/ too),
 --gin_bindings (repeatable), TF-Agents' --tpu / --use_gpu. Multi-worker runs
 take their cluster from TF_CONFIG. Everything else is gin (`train_eval`,
 `CqlC51Agent`, `BehavioralCloningAgent`). Running the same command again
-resumes from the last checkpoint in --root_dir.
+resumes from the newest intact checkpoint in --root_dir. One process at a time
+owns a --root_dir (RUN/run.lock); the settings that shape the run are recorded
+in RUN/run_config.json and a resume that changes one fails, listing them
+(budgets and intervals may change); see tf_offline_q/train/run_dir.py. The
+trained policies are RUN/policies/greedy_policy and collect_policy, SavedModels
+of the latest exported step (tf_offline_q/train/export.py).
 """
 import os
 import sys
@@ -61,7 +66,9 @@ def main(argv):
     strategy = strategy_lib.make_strategy(FLAGS.tpu, FLAGS.use_gpu)
     train_eval_lib.train_eval(FLAGS.root_dir, strategy=strategy)
   except (ValueError, KeyError, FileNotFoundError, dqn_replay.DataError) as e:
-    sys.exit(f'train.py: error: {e}')
+    # The message alone, without the line gin appends ("In call to configurable").
+    message = str(e).split('\n  In call to configurable')[0]
+    sys.exit(f'train.py: error: {message}')
 
 
 if __name__ == '__main__':

@@ -78,6 +78,8 @@ def test_evaluate_end_to_end(saved_policy_dir, tmp_path):
     scores.append(result['normalized'])
   assert report['iqm_normalized'] == pytest.approx(sum(scores) / 2)
   assert 'Wrote' in completed.stdout
+  assert (f'Playing the policy in {saved_policy_dir}: train step {TRAIN_STEP}'
+          in completed.stdout)
 
 
 def _save_policy(path, num_actions):
@@ -93,7 +95,7 @@ def _save_policy(path, num_actions):
   return path
 
 
-def test_action_set_is_inferred_per_game(tmp_path):
+def test_action_set_is_inferred_per_game(tmp_path, capsys):
   """6 actions: Pong's minimal set on the ALE, but MinAtar's full set."""
   evaluate = _load_evaluate_module()
   policy_dir = _save_policy(str(tmp_path / 'six'), 6)
@@ -105,6 +107,7 @@ def test_action_set_is_inferred_per_game(tmp_path):
   assert report['results']['MinAtar-Breakout']['full_action_space'] is True
   assert report['protocol']['full_action_space'] is None
   assert report['train_step'] is None            # saved without a train step
+  assert 'train step unknown (saved without one)' in capsys.readouterr().out
 
 
 def test_saved_policy_evaluates_in_process(saved_policy_dir):

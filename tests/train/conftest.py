@@ -1,4 +1,5 @@
-"""Fixtures of tests/train: a real-ALE Pong sample, and a runner for launch/train.py."""
+"""Fixtures of tests/train: a real-ALE Pong sample, a MinAtar-Breakout sample, and a runner
+for launch/train.py."""
 import os
 import subprocess
 import sys
@@ -35,3 +36,14 @@ def pong_replay(tmp_path_factory):
                   '--full_action_space=false', '--seed=3'],
                  check=True, capture_output=True, env=env(), timeout=300)
   return os.path.join(root, 'Pong', '1', 'replay_logs')
+
+
+@pytest.fixture(scope='session')
+def minatar_replay(tmp_path_factory):
+  """600 steps of MinAtar Breakout (random policy, minimal action set) as Dopamine files."""
+  root = str(tmp_path_factory.mktemp('minatar'))
+  subprocess.run([sys.executable, os.path.join(REPO, 'launch', 'generate_dqn_replay.py'),
+                  f'--root_dir={root}', '--game=minatar:breakout', '--num_steps=600',
+                  '--nofull_action_space', '--noclip_rewards', '--seed=1'],
+                 check=True, capture_output=True, env=env(), timeout=300)
+  return os.path.join(root, 'MinAtar-Breakout', '1', 'replay_logs')

@@ -14,6 +14,7 @@ import tensorflow as tf
 
 from tests.train import conftest
 from tf_offline_q.eval import evaluation
+from tf_offline_q.train import export
 from tf_offline_q.train import train_eval
 
 
@@ -57,11 +58,21 @@ def test_xla_train_step_evaluation_and_summaries(pong_replay, tmp_path):
 def test_kill_9_then_the_same_command_resumes(pong_replay, tmp_path):
   root = str(tmp_path / 'run')
   command = conftest.train_command(root, pong_replay, 'train_eval.num_train_steps=400',
-                                   'train_eval.checkpoint_interval=100')
+                                   'train_eval.checkpoint_interval=100',
+                                   'train_eval.policy_save_interval=100')
   first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                            env=conftest.env(), text=True)
-  ckpt = os.path.join(root, 'train', 'checkpoints', 'ckpt-200.index')
+  # While the first process runs, the same command fails at once naming it.
+  lock = os.path.join(root, 'run.lock')
   deadline = time.time() + 600
+  while not os.path.exists(lock) and first.poll() is None and time.time() < deadline:
+    time.sleep(0.2)
+  other = subprocess.run(command, capture_output=True, text=True, env=conftest.env(),
+                         timeout=300)
+  assert other.returncode == 1 and first.poll() is None, other.stderr[-3000:]
+  assert f'train.py: error: Run directory {root} is in use by process {first.pid}' in other.stderr
+
+  ckpt = os.path.join(root, 'train', 'checkpoints', 'ckpt-200.index')
   while not os.path.exists(ckpt) and first.poll() is None and time.time() < deadline:
     time.sleep(0.2)
   first.kill()  # SIGKILL
@@ -69,10 +80,18 @@ def test_kill_9_then_the_same_command_resumes(pong_replay, tmp_path):
   assert first.returncode == -9, output[-3000:]
   done = int(re.findall(r'step (\d+)/400', output)[-1])
   assert 200 <= done < 400, output[-3000:]
+  greedy = os.path.join(root, 'policies', 'greedy_policy')
+  assert 100 <= export.exported_step(greedy) < 400
 
   second = subprocess.run(command, capture_output=True, text=True, env=conftest.env(),
                           timeout=900)
   assert second.returncode == 0, second.stderr[-3000:]
+  assert f'Taking over the stale lock {lock} of process {first.pid}' in second.stdout
+  assert not os.path.exists(lock)
+  # The exported policy is the resumed run's final one, not the first process's.
+  assert export.exported_step(greedy) == 400
+  assert evaluation.load_saved_policy(greedy).get_train_step() == 400
+  assert export.exported_step(os.path.join(root, 'policies', 'collect_policy')) == 400
   resumed = int(re.search(r'Resumed from checkpoint at step (\d+)', second.stdout).group(1))
   assert 200 <= resumed <= done and resumed % 100 == 0
   first_line = re.search(r'step (\d+)/400', second.stdout)
