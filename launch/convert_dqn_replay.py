@@ -20,6 +20,7 @@ from absl import flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from tf_offline_q import console  # pylint: disable=g-import-not-at-top
 from tf_offline_q import cli  # pylint: disable=g-import-not-at-top
 from tf_offline_q.data import dqn_replay  # pylint: disable=g-import-not-at-top
 from tf_offline_q.data import rlds  # pylint: disable=g-import-not-at-top
@@ -38,6 +39,7 @@ flags.DEFINE_bool('overwrite', False, 'Replace an existing dataset.')
 
 def main(argv):
   del argv
+  console.quiet_third_party()
   f = flags.FLAGS
   if not f.game or not f.data_dir:
     raise app.UsageError('--game and --data_dir are required')

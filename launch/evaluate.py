@@ -33,6 +33,7 @@ from absl import flags
 from absl import logging
 import numpy as np
 
+from tf_offline_q import console
 from tf_offline_q.envs import atari
 from tf_offline_q.envs import games as games_lib
 from tf_offline_q.eval import evaluation
@@ -168,6 +169,7 @@ def evaluate_saved_policy(policy_dir, games, output, num_steps, epsilon,
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  console.quiet_third_party()
   if not FLAGS.policy_dir:
     raise app.UsageError('--policy_dir is required')
   if not FLAGS.output:

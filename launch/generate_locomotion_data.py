@@ -64,6 +64,8 @@ from absl import flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from tf_offline_q import console  # pylint: disable=g-import-not-at-top
+
 KINDS = ('random', 'medium', 'medium-replay', 'expert')
 
 flags.DEFINE_string('env', 'Hopper-v5', 'Locomotion environment: Hopper-v5, Walker2d-v5 or '
@@ -193,6 +195,7 @@ def make_episodes(kind, run, f, medium_step, seed):
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  console.quiet_third_party()
   f = flags.FLAGS
   kinds = [] if f.train_only else parse_kinds(f.kind)
   env_name, hidden = check_flags(f)

@@ -83,6 +83,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from tf_offline_q import console  # pylint: disable=g-import-not-at-top
 from tf_offline_q import files  # pylint: disable=g-import-not-at-top
 from tf_offline_q.data import dqn_replay  # pylint: disable=g-import-not-at-top
 from tf_offline_q.data import replay_writer  # pylint: disable=g-import-not-at-top
@@ -330,6 +331,7 @@ def _play_iterations(game, run, env, agent, memory, rng, counters, curve, out, s
 
 def main(argv):
   del argv
+  console.quiet_third_party()
   f = flags.FLAGS
   if not f.root_dir:
     raise app.UsageError('--root_dir is required')

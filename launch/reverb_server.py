@@ -30,6 +30,7 @@ from absl import logging
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from tf_offline_q import console  # pylint: disable=g-import-not-at-top
 from tf_offline_q import cli  # pylint: disable=g-import-not-at-top
 from tf_offline_q import files  # pylint: disable=g-import-not-at-top
 from tf_offline_q.data import dqn_replay  # pylint: disable=g-import-not-at-top
@@ -78,6 +79,7 @@ def make_source(game, f):
 
 def main(argv):
   del argv
+  console.quiet_third_party()
   with cli.user_errors('reverb_server.py'):
     server = start_and_fill(flags.FLAGS)
   try:

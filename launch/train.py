@@ -26,7 +26,8 @@ import gin
 from tf_agents.train.utils import strategy_utils  # Defines --tpu and --use_gpu.
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
-from tf_offline_q.data import dqn_replay  # pylint: disable=g-import-not-at-top
+from tf_offline_q import cli  # pylint: disable=g-import-not-at-top
+from tf_offline_q import console  # pylint: disable=g-import-not-at-top
 from tf_offline_q.train import strategy as strategy_lib  # pylint: disable=g-import-not-at-top
 from tf_offline_q.train import train_eval as train_eval_lib  # pylint: disable=g-import-not-at-top
 
@@ -58,17 +59,12 @@ def parse_gin(gin_files, gin_bindings):
 
 def main(argv):
   del argv
-  if not FLAGS['verbosity'].present:
-    # TF-Agents' INFO and SavedModel WARNING lines drown the progress lines.
-    logging.set_verbosity(logging.ERROR)
-  try:
+  # TF-Agents' INFO and SavedModel WARNING lines would drown the progress lines.
+  console.quiet_third_party()
+  with cli.user_errors('train.py'):
     parse_gin(FLAGS.gin_file, FLAGS.gin_bindings)
     strategy = strategy_lib.make_strategy(FLAGS.tpu, FLAGS.use_gpu)
     train_eval_lib.train_eval(FLAGS.root_dir, strategy=strategy)
-  except (ValueError, KeyError, FileNotFoundError, dqn_replay.DataError) as e:
-    # The message alone, without the line gin appends ("In call to configurable").
-    message = str(e).split('\n  In call to configurable')[0]
-    sys.exit(f'train.py: error: {message}')
 
 
 if __name__ == '__main__':
