@@ -104,6 +104,10 @@ class Behaviour:
       import tensorflow as tf  # pylint: disable=g-import-not-at-top
       self._tf = tf
       self._policy = tf.saved_model.load(policy_dir)
+      step = (int(self._policy.get_train_step().numpy())
+              if hasattr(self._policy, 'get_train_step') else -1)
+      print(f'Behaviour policy {policy_dir}: train step '
+            f'{step if step >= 0 else "unknown"}', flush=True)
 
   def begin_episode(self):
     if self._kind == 'mixture':

@@ -7,14 +7,20 @@ per Table 1 row picks the backbone, `gin/local.gin` shrinks any of them).
             loaded once into an in-process Reverb server (checkpointed, so a
             restarted run does not reload it), or external Reverb servers.
   learner   TF-Agents `Learner` under the run's strategy: checkpoints (agent,
-            optimizer, step), policy SavedModels, train summaries.
+            optimizer, step), train summaries; after a checkpoint, every
+            `policy_save_interval` steps and at the end, the greedy and
+            collect policies are exported as SavedModels (`export.py`).
   eval      every `eval_interval` steps: `eval_steps` agent steps of ALE with
             sticky actions, epsilon 0.001, returns to `eval/returns.jsonl` and
             TensorBoard (return, DQN-normalised score, IQM across games).
 
 Run layout (`root_dir`): `train/` (checkpoints, TensorBoard), `policies/`
-(greedy_policy, collect_policy SavedModels), `eval/` (returns.jsonl and
-TensorBoard), `reverb/` (table checkpoint), `run.json`, `operative_config.gin`.
+(greedy_policy, collect_policy: SavedModels of the latest exported step, see
+`export.py`), `eval/` (returns.jsonl and TensorBoard), `reverb/` (table
+checkpoint), `run.json`, `run_config.json` (the settings that shape the run),
+`run.lock` (while a process owns the directory), `operative_config.gin` (and
+`operative_config.resume-STEP.gin` per resume). `run_dir.py` describes the
+lock, the settings that may change on resume and the checkpoint recovery.
 """
 import os
 import time
@@ -25,18 +31,41 @@ import gin
 import tensorflow as tf
 from tf_agents.specs import tensor_spec
 from tf_agents.train import learner as learner_lib
-from tf_agents.train import triggers
 from tf_agents.utils import common
 
 from tf_offline_q.agents import bc
 from tf_offline_q.agents import cql_c51
+from tf_offline_q.agents import decision_transformer
+from tf_offline_q.agents import qt
 from tf_offline_q.data import reverb_stream
 from tf_offline_q.envs import games
 from tf_offline_q.eval import evaluation
 from tf_offline_q.networks import q_network
+from tf_offline_q.train import arguments
+from tf_offline_q.train import continuous
+from tf_offline_q.train import export
+from tf_offline_q.train import run_dir as run_dir_lib
 from tf_offline_q.train import strategy as strategy_lib
 
 AGENTS = ('cql', 'bc')
+
+
+def agent_class(agent_type: str):
+  if agent_type == 'cql':
+    return cql_c51.CqlC51Agent
+  if agent_type == 'bc':
+    return bc.BehavioralCloningAgent
+  if agent_type == 'qt':
+    return qt.QtAgent
+  if agent_type in continuous.CONTINUOUS_AGENTS:
+    return decision_transformer.DecisionTransformerAgent
+  raise ValueError(f'Unknown agent_type {agent_type!r}; expected one of '
+                   f'{AGENTS + continuous.CONTINUOUS_AGENTS}')
+
+
+# Arguments `make_agent` passes to the agents itself (the rest come from gin).
+_AGENT_ARGS_SET_HERE = ('time_step_spec', 'action_spec', 'categorical_q_network',
+                        'cloning_network', 'n_step', 'train_step_counter')
 
 
 def make_agent(agent_type: str, time_step_spec, action_spec, backbone: str, variant: str,
@@ -60,9 +89,10 @@ def make_agent(agent_type: str, time_step_spec, action_spec, backbone: str, vari
 def _checked_actions(episodes, num_actions: int, data_source: str):
   """Passes episodes through, failing clearly on actions outside the action set."""
   for episode in episodes:
-    if len(episode.action) and (episode.action.max() >= num_actions or episode.action.min() < 0):
+    outside = (episode.action < 0) | (episode.action >= num_actions)
+    if outside.any():
       raise ValueError(
-          f'{data_source} holds action {int(episode.action.max())}, outside the {num_actions} '
+          f'{data_source} holds action {int(episode.action[outside][0])}, outside the {num_actions} '
           'actions of the evaluation environment; set train_eval.full_action_space to match '
           'the action set the data was recorded with')
     yield episode
@@ -136,6 +166,7 @@ def train_eval(root_dir: str,
                feature_normalization: bool = False,
                data_source: Optional[str] = None,
                reverb_addresses: Sequence[str] = (),
+               reverb_timeout_seconds: float = 300.0,
                fraction: float = 0.05,
                subset_mode: str = 'uniform',
                data_seed: int = 0,
@@ -162,11 +193,23 @@ def train_eval(root_dir: str,
     root_dir: run directory (see module docstring).
     strategy: tf.distribute strategy (default: the current one).
     game: ALE game; its Reverb table and evaluation environment.
-    agent_type: 'cql' (CqlC51Agent) or 'bc' (BehavioralCloningAgent).
+    agent_type: 'cql' (CqlC51Agent) or 'bc' (BehavioralCloningAgent); or, on
+      continuous control (`continuous.py`), 'dt' (DecisionTransformerAgent),
+      'sequence_bc' (its backbone without return tokens) or 'qt' (QtAgent,
+      agents/qt.py: the DT with critics): then data_source is
+      'minari:ROOT:DATASET_ID' or 'd4rl:PATH', `game` defaults to the
+      dataset's environment (a continuous env name given is checked against
+      it; the run is reported under the dataset's id), evaluations play
+      eval_max_episodes (default 10) whole greedy episodes and report
+      D4RL-normalised scores, and backbone / variant / aggregation / n_step /
+      fraction / the Atari evaluation protocol are unused.
     backbone, variant, aggregation, feature_normalization: the network.
     data_source: 'dopamine:REPLAY_DIR' or 'tfds:DATA_DIR:NAME'.
     reverb_addresses: external Reverb servers holding filled tables; if set,
       no in-process server is started and `data_source` is unused.
+    reverb_timeout_seconds: how long an external Reverb server may not answer
+      (at the start, and while training: the learner says what it waits for,
+      then ends with an error naming the server).
     fraction, subset_mode, data_seed: the dataset subset (paper: 5% uniform).
     full_action_space: 18 ALE actions instead of the game's minimal set
       (must match the data; DQN-Replay was recorded with minimal sets).
@@ -177,54 +220,153 @@ def train_eval(root_dir: str,
     eval_interval: updates between evaluations (paper: 62,500); 0 = never.
     eval_steps, eval_max_episodes: evaluation budget (paper: 125K steps).
     eval_epsilon, sticky_action_prob, max_episode_frames: evaluation protocol.
-    checkpoint_interval, policy_save_interval, summary_interval: in updates
-      (policy_save_interval 0: no policy export).
+    checkpoint_interval, policy_save_interval, summary_interval: in updates.
+      The policies are exported (`export.py`) when the step reaches a
+      multiple of policy_save_interval and at the end; with 0, only at the
+      end and only if `policies/` already holds an export (kept current).
     jit_compile: compile the train step with XLA.
     seed: TF / numpy seed of the run.
     method: name of the run's method in reports (default derived).
   Returns:
     The list of evaluation records written by this call.
+  Raises:
+    ValueError (arguments.ConfigError, run_dir.RunDirError): a wrongly typed
+      or out-of-range argument, a run directory in use by another process,
+      settings that differ from the run's recorded ones, no intact checkpoint.
   """
-  if agent_type not in AGENTS:
-    raise ValueError(f'train_eval.agent_type must be one of {AGENTS}, got {agent_type!r}')
-  for name, value in (('batch_size', batch_size), ('num_train_steps', num_train_steps),
-                      ('steps_per_run', steps_per_run)):
-    if value < 1:
-      raise ValueError(f'train_eval.{name} must be >= 1, got {value}')
+  settings = dict(locals())          # The arguments as called (gin's values).
+  arguments.check_types(train_eval, {k: v for k, v in settings.items()
+                                     if k not in ('root_dir', 'strategy')}, 'train_eval')
+  if agent_type not in AGENTS + continuous.CONTINUOUS_AGENTS:
+    raise ValueError(f'train_eval.agent_type must be one of '
+                     f'{AGENTS + continuous.CONTINUOUS_AGENTS}, got {agent_type!r}')
+  for name in ('batch_size', 'num_train_steps', 'steps_per_run', 'n_step'):
+    if settings[name] < 1:
+      raise ValueError(f'train_eval.{name} must be >= 1, got {settings[name]}')
+  for name in ('eval_interval', 'eval_steps', 'checkpoint_interval', 'policy_save_interval',
+               'summary_interval'):
+    if settings[name] < 0:
+      raise ValueError(f'train_eval.{name} must be >= 0, got {settings[name]}')
+  if not 0 < fraction <= 1:
+    raise ValueError(f'train_eval.fraction must be in (0, 1], got {fraction}')
   game = games.canonical_game_name(game)
   strategy = strategy or tf.distribute.get_strategy()
   chief = strategy_lib.is_chief(strategy)
-  print(f'{game} {agent_type} {backbone}/{aggregation} ({variant}) under '
-        f'{strategy_lib.describe(strategy)}', flush=True)
   # Non-chief workers write their files apart from the chief's.
   run_dir = root_dir if chief else os.path.join(root_dir, f'worker_{strategy_lib.task_index(strategy)}')
   tf.io.gfile.makedirs(run_dir)
-  tf.keras.utils.set_random_seed(seed)
-  method = method or f'{agent_type}_{backbone}_{aggregation}'
+  with run_dir_lib.RunLock(run_dir):
+    what = (f'{agent_type} on {data_source}' if continuous.is_continuous_agent(agent_type)
+            else f'{game} {agent_type} {backbone}/{aggregation} ({variant})')
+    print(f'{what} under {strategy_lib.describe(strategy)}', flush=True)
+    return _train_eval_locked(run_dir, strategy, chief, dict(settings, game=game))
 
-  eval_env = games.make_env(game, sticky_action_prob=sticky_action_prob,
-                            full_action_space=full_action_space,
-                            max_episode_frames=max_episode_frames, seed=seed)
+
+def _train_eval_locked(run_dir: str, strategy: tf.distribute.Strategy, chief: bool,
+                       settings) -> list:
+  """`train_eval` on a locked run directory (`settings`: its checked arguments)."""
+  s = settings
+  game, seed, n_step = s['game'], s['seed'], s['n_step']
+  tf.keras.utils.set_random_seed(seed)
+  # The newest intact checkpoint (named in the state file the Learner reads).
+  restored_step = run_dir_lib.recover_checkpoints(
+      os.path.join(run_dir, learner_lib.TRAIN_DIR, learner_lib.POLICY_CHECKPOINT_DIR))
+  if continuous.is_continuous_agent(s['agent_type']):
+    return _train_eval_continuous(run_dir, strategy, chief, s, restored_step)
+
+  eval_env = games.make_env(game, sticky_action_prob=s['sticky_action_prob'],
+                            full_action_space=s['full_action_space'],
+                            max_episode_frames=s['max_episode_frames'], seed=seed)
   time_step_spec = tensor_spec.from_spec(eval_env.time_step_spec())
   action_spec = tensor_spec.from_spec(eval_env.action_spec())
 
   # Data: Reverb tables, filled once and checkpointed.
   server = None
-  addresses = list(reverb_addresses)
-  if not addresses:
-    server = reverb_stream.ReplayServer([game], n_step=n_step,
-                                        checkpoint_dir=os.path.join(run_dir, 'reverb'))
-    _fill_replay(server, game, data_source, fraction, subset_mode, data_seed,
-                 int(action_spec.maximum) + 1)
-    addresses = [server.address]
-  dataset = reverb_stream.make_distributed_dataset(strategy, addresses, [game], batch_size,
-                                                   n_step=n_step)
+  addresses = list(s['reverb_addresses'])
+  try:
+    if not addresses:
+      server = reverb_stream.ReplayServer([game], n_step=n_step,
+                                          checkpoint_dir=os.path.join(run_dir, 'reverb'))
+    _check_settings(run_dir, s, restored_step,
+                    table_restored=server is not None and server.is_filled(game))
+    if server is not None:
+      _fill_replay(server, game, s['data_source'], s['fraction'], s['subset_mode'],
+                   s['data_seed'], int(action_spec.maximum) + 1)
+      addresses = [server.address]
+    return _train(run_dir, strategy, chief, s, restored_step, eval_env, time_step_spec,
+                  action_spec, addresses)
+  finally:
+    if server is not None:
+      server.stop()
+
+
+def _train_eval_continuous(run_dir, strategy, chief, s, restored_step) -> list:
+  """`_train_eval_locked` for the sequence agents on continuous control: a
+  Minari / D4RL dataset in Reverb windows (`continuous.ContinuousData`); the
+  run's `game` is the dataset's id."""
+  data = continuous.ContinuousData(s['data_source'], s['game'], s['seed'],
+                                   agent_type=s['agent_type'])
+  s = dict(s, game=data.name)
+  addresses = list(s['reverb_addresses'])
+  try:
+    if not addresses:
+      data.start_server(run_dir)
+    _check_settings(run_dir, s, restored_step, table_restored=data.table_restored())
+    if not addresses:
+      data.fill()
+      addresses = [data.server.address]
+    return _train(run_dir, strategy, chief, s, restored_step, data.eval_env, data.time_step_spec,
+                  data.action_spec, addresses, continuous_data=data)
+  finally:
+    data.stop()
+
+
+def _check_settings(run_dir, settings, restored_step, table_restored):
+  """Checks this start's settings against the run's record (`run_dir.py`)."""
+  fixed = {name: settings[name] for name in run_dir_lib.FIXED_SETTINGS}
+  fixed['data_source'] = run_dir_lib.normalize_data_source(settings['data_source'])
+  cls = agent_class(settings['agent_type'])
+  configured = [(cls, _AGENT_ARGS_SET_HERE)]
+  if continuous.is_continuous_agent(settings['agent_type']):
+    configured = [(cls, continuous.AGENT_ARGS_SET_HERE),
+                  (decision_transformer.DecisionTransformerNetwork,
+                   continuous.NETWORK_ARGS_SET_HERE)]
+  for configurable, passed in configured:
+    hyperparameters = run_dir_lib.agent_hyperparameters(
+        configurable, gin.get_bindings(configurable), passed=passed)
+    fixed.update({f'{configurable.__name__}.{k}': v for k, v in hyperparameters.items()})
+  adjustable = {k: v for k, v in settings.items()
+                if k not in fixed and k not in ('root_dir', 'strategy')}
+  run_dir_lib.check_and_record_config(run_dir, fixed, adjustable, restored_step,
+                                      table_restored)
+
+
+def _train(run_dir, strategy, chief, s, restored_step, eval_env, time_step_spec, action_spec,
+           addresses, continuous_data=None):
+  """Builds the agent and Learner, trains, evaluates and exports.
+
+  `continuous_data` (a `continuous.ContinuousData`) gives the sequence agents
+  their windows, agent and evaluation; the loop is the same."""
+  game, agent_type, seed = s['game'], s['agent_type'], s['seed']
+  method = s['method'] or (agent_type if continuous_data else
+                           f'{agent_type}_{s["backbone"]}_{s["aggregation"]}')
+  num_train_steps, eval_interval = s['num_train_steps'], s['eval_interval']
+  if continuous_data is None:
+    dataset = reverb_stream.make_distributed_dataset(
+        strategy, addresses, [game], s['batch_size'], n_step=s['n_step'],
+        timeout_seconds=s['reverb_timeout_seconds'])
+  else:
+    dataset = continuous_data.make_distributed_dataset(
+        strategy, addresses, s['batch_size'], timeout_seconds=s['reverb_timeout_seconds'])
 
   with strategy.scope():
     train_step = tf.Variable(0, dtype=tf.int64, trainable=False, name='train_step')
-    agent = make_agent(agent_type, time_step_spec, action_spec, backbone, variant, aggregation,
-                       feature_normalization, n_step, train_step)
-  if jit_compile:
+    if continuous_data is None:
+      agent = make_agent(agent_type, time_step_spec, action_spec, s['backbone'], s['variant'],
+                         s['aggregation'], s['feature_normalization'], s['n_step'], train_step)
+    else:
+      agent = continuous_data.make_agent(agent_type, train_step)
+  if s['jit_compile']:
     # The Learner already runs the train step in a tf.function; XLA needs a
     # function of its own, which cannot hold a cross-replica all-reduce.
     if strategy.num_replicas_in_sync > 1:
@@ -233,26 +375,39 @@ def train_eval(root_dir: str,
                        'without it')
     agent.train = common.function(agent.train, jit_compile=True)
 
-  saved_model_dir = os.path.join(run_dir, 'policies')
-  learner_triggers = []
-  if chief and policy_save_interval:
-    learner_triggers.append(triggers.PolicySavedModelTrigger(
-        saved_model_dir, agent, train_step, interval=policy_save_interval))
   learner = learner_lib.Learner(
-      run_dir, train_step, agent, triggers=learner_triggers, strategy=strategy,
-      checkpoint_interval=checkpoint_interval, summary_interval=summary_interval,
+      run_dir, train_step, agent, strategy=strategy,
+      checkpoint_interval=s['checkpoint_interval'], summary_interval=s['summary_interval'],
       direct_sampling=True, max_checkpoints_to_keep=2)
   iterator = iter(dataset)
   start = int(train_step.numpy())
+  if restored_step is not None and start != restored_step:
+    raise run_dir_lib.RunDirError(
+        f'{run_dir}: restored step {start}, expected ckpt-{restored_step}')
   if start:
     logging.info('Resumed %s at step %d', run_dir, start)
     print(f'Resumed from checkpoint at step {start}', flush=True)
+  exporter = None
   if chief:
-    evaluation.write_run_info(run_dir, game, method, seed, agent_type=agent_type,
-                              backbone=backbone, aggregation=aggregation, variant=str(variant))
+    if continuous_data is None:
+      info = dict(backbone=s['backbone'], aggregation=s['aggregation'],
+                  variant=str(s['variant']))
+    else:
+      info = dict(env_name=continuous_data.env_name, dataset=continuous_data.name)
+    evaluation.write_run_info(run_dir, game, method, seed, agent_type=agent_type, **info)
     _trim_eval_records(run_dir, start)
-    with tf.io.gfile.GFile(os.path.join(run_dir, 'operative_config.gin'), 'w') as f:
-      f.write(gin.operative_config_str())
+    run_dir_lib.write_operative_config(run_dir, gin.operative_config_str(), restored_step)
+    exporter = export.PolicyExporter(
+        os.path.join(run_dir, 'policies'),
+        {'greedy_policy': agent.policy, 'collect_policy': agent.collect_policy},
+        train_step, interval=s['policy_save_interval'])
+    exported = exporter.exported_step()
+    if exporter.has_export() and (exported is None or exported > start):
+      # Exported after the checkpoint restored (or by an earlier version):
+      # not this run's policy any more.
+      _export(exporter, run_dir, f'{os.path.join(run_dir, "policies")} held '
+              f'{"an unrecorded step" if exported is None else f"step {exported}"}, not a '
+              f'policy of the restored step {start}')
   progress = ProgressLogger(num_train_steps, start, learner.train_summary_writer)
   eval_writer = tf.summary.create_file_writer(os.path.join(run_dir, 'eval'))
 
@@ -262,28 +417,45 @@ def train_eval(root_dir: str,
     boundary = num_train_steps
     if eval_interval:
       boundary = min(boundary, (step // eval_interval + 1) * eval_interval)
-    iterations = min(steps_per_run, boundary - step)
-    loss_info = learner.run(iterations=iterations, iterator=iterator)
+    iterations = min(s['steps_per_run'], boundary - step)
+    loss_info = learner.run(iterations=iterations, iterator=iterator)  # + checkpoint
     step = int(train_step.numpy())
     if chief:
       progress(step, loss_info)
+      if exporter.due(step):
+        _export(exporter, run_dir, f'every {s["policy_save_interval"]} steps')
+        progress.restart_clock()
     if chief and eval_interval and (step % eval_interval == 0 or step == num_train_steps):
-      result = evaluation.evaluate_policy(agent.policy, eval_env, num_steps=eval_steps,
-                                          epsilon=eval_epsilon, max_episodes=eval_max_episodes,
-                                          seed=seed + step)
-      record = evaluation.make_eval_record(game, step, result)
+      if continuous_data is None:
+        result = evaluation.evaluate_policy(agent.policy, eval_env, num_steps=s['eval_steps'],
+                                            epsilon=s['eval_epsilon'],
+                                            max_episodes=s['eval_max_episodes'],
+                                            seed=seed + step)
+        record = evaluation.make_eval_record(game, step, result)
+        normalized = record['normalized']
+        score = f', DQN-normalised {normalized:.3f}' if normalized is not None else ''
+      else:
+        record, result = continuous_data.evaluate(agent.policy, step, s['eval_max_episodes'])
+        continuous.write_d4rl_summary(eval_writer, step, record)
+        d4rl = record['d4rl_normalized']
+        score = f', D4RL-normalised {d4rl:.1f}' if d4rl is not None else ''
       evaluation.append_eval_record(run_dir, record)
       evaluation.write_eval_summaries(eval_writer, step, {game: result})
       records.append(record)
       progress.restart_clock()
-      normalized = record['normalized']
       print(f'eval step {step}: {game} mean return {record["mean_return"]:.2f} over '
-            f'{len(result.returns)} episodes' +
-            (f', DQN-normalised {normalized:.3f}' if normalized is not None else ''), flush=True)
-  # Final checkpoint and policy (the interval triggers may not have fired).
+            f'{len(result.returns)} episodes{score}', flush=True)
+  # Final checkpoint (the interval trigger may not have fired), then the policies.
   for trigger in learner.triggers:
     trigger(step, force_trigger=True)
+  if exporter is not None and exporter.last_step != step and (
+      s['policy_save_interval'] or exporter.has_export()):
+    _export(exporter, run_dir, 'end of training')
   eval_writer.flush()
-  if server is not None:
-    server.stop()
   return records
+
+
+def _export(exporter, run_dir, why):
+  step = exporter.export()
+  print(f'Exported the policies of step {step} to {os.path.join(run_dir, "policies")} '
+        f'({why})', flush=True)
