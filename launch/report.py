@@ -384,10 +384,15 @@ def build_report(run_dirs: Sequence[str], output_dir: str,
 def render_markdown(summary: Dict[str, Any]) -> str:
   """report.md from `build_report`'s summary."""
   games = summary['games']
+  if any(g in normalization.TABLE_3 for g in games):
+    scale = ('Scores are DQN-normalised mean evaluation returns: random = 0, average '
+             'DQN-Replay = 1.0 (paper Table 3; other games: the reference scores below).')
+  else:
+    scale = ('Scores are normalised mean evaluation returns: 0 and 1.0 are the reference '
+             'scores below (random play and the dataset average).')
   lines = [
-      '# Offline Atari evaluation report', '',
-      'Scores are DQN-normalised mean evaluation returns: random = 0, average '
-      'DQN-Replay = 1.0 (paper Table 3). Aggregates pool runs x games; '
+      '# Offline evaluation report', '',
+      scale + ' Aggregates pool runs x games; '
       f'brackets are 95% stratified bootstrap CIs (rliable, {summary["reps"]} '
       'replications).', '',
   ]
@@ -437,7 +442,7 @@ def render_markdown(summary: Dict[str, Any]) -> str:
         'table below), not through the aggregate.')
     lines.append('')
   lines += ['## Per-game final scores', '',
-            'DQN-normalised score (raw mean return), averaged over runs; '
+            'Normalised score (raw mean return), averaged over runs; '
             '"-" = no runs.', '',
             '| Method | ' + ' | '.join(games) + ' |',
             '|---|' + '---|' * len(games)]
