@@ -238,8 +238,8 @@ def main(argv):
       try:
         medium_step, threshold = sac_online.medium_snapshot(
             run.evals, refs, f.medium_fraction, f.medium_return)
-      except ValueError as e:
-        raise app.UsageError(str(e)) from e
+      except ValueError as e:   # a fact about the run, not a usage error: no --help dump
+        sys.exit(f'generate_locomotion_data.py: error: {e}')
       print(f'medium: the snapshot at env step {medium_step} (first greedy evaluation '
             f'return >= {threshold:.1f})')
     for kind in kinds:

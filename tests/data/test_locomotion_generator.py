@@ -131,7 +131,11 @@ def test_killed_run_resumes_from_its_checkpoint(killed_run, tmp_path):
 
 def test_datasets_medium_replay_and_reference_scores(killed_run):
   root, run_dir, _, _ = killed_run
-  out = _run(root, '--kind=all', '--num_steps=120', '--ref_episodes=3', *RUN_FLAGS)
+  # A tiny SAC run need not reach a third of the expert's return (an earlier
+  # run's best evaluation stayed below random play), so the medium stop is a
+  # raw return every evaluation reaches: the first evaluation is the snapshot.
+  out = _run(root, '--kind=all', '--num_steps=120', '--ref_episodes=3', '--medium_return=-1e9',
+             *RUN_FLAGS)
   assert 'already at env step' in out  # the finished run is reused, not retrained
   with open(os.path.join(run_dir, 'references.json')) as f:
     refs = json.load(f)
@@ -154,8 +158,8 @@ def test_datasets_medium_replay_and_reference_scores(killed_run):
   for kind in ('random', 'medium', 'expert'):
     assert loaded[kind][1]['num_steps'] == 120
 
-  # medium: the first evaluation reaching a third of (expert - random).
-  threshold = refs['ref_min_score'] + (refs['ref_max_score'] - refs['ref_min_score']) / 3
+  # medium: the first evaluation reaching --medium_return.
+  threshold = -1e9
   medium_step = next(r['env_step'] for r in state['evals'] if r['eval_return'] >= threshold)
   assert f'snapshot at env step {medium_step}' in out
 

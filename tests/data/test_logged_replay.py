@@ -1,5 +1,4 @@
 """launch/generate_logged_replay.py: an online agent's play, logged as DQN-Replay, resumable."""
-import importlib.util
 import json
 import os
 import shutil
@@ -12,6 +11,7 @@ import numpy as np
 import pytest
 from absl import app
 
+from tests import launch_scripts
 from tests.data import helpers
 from tf_offline_q.data import dqn_replay
 from tf_offline_q.data import online_dqn
@@ -24,10 +24,7 @@ GAME = 'MinAtar-Breakout'
 
 
 def _load_script():
-  spec = importlib.util.spec_from_file_location('generate_logged_replay', SCRIPT)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+  return launch_scripts.load('generate_logged_replay')
 
 
 def _check_replays_the_game(replay_dir, seed, num_checkpoints):

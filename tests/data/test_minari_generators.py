@@ -1,29 +1,18 @@
 """Resumable chunks and the maze and Fetch dataset generators (tiny runs)."""
-import importlib.util
 import os
 
-from absl import flags
 import numpy as np
 import pytest
 
 from tf_offline_q.data import generation
 from tf_offline_q.data import minari_data as md
+from tests import launch_scripts
 
 _LAUNCH = os.path.join(os.path.dirname(__file__), '..', '..', 'launch')
 
 
 def _launch_module(name):
-  """Imports launch/NAME.py for its `generate`; its absl flags are removed again."""
-  before = set(flags.FLAGS)
-  spec = importlib.util.spec_from_file_location(
-      name, os.path.join(_LAUNCH, name + '.py'))
-  module = importlib.util.module_from_spec(spec)
-  try:
-    spec.loader.exec_module(module)
-  finally:
-    for flag in set(flags.FLAGS) - before:
-      delattr(flags.FLAGS, flag)
-  return module
+  return launch_scripts.load(name)
 
 
 def _episodes(rng, lengths):
