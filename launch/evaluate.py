@@ -135,7 +135,7 @@ def evaluate_saved_policy(policy_dir, games, output, num_steps, epsilon,
     try:
       result = evaluation.evaluate_policy(
           policy, env, num_steps=num_steps, epsilon=epsilon,
-          max_episodes=max_episodes, seed=seed)
+          max_episodes=max_episodes, seed=seed, progress=f'Evaluating {game}')
     finally:
       env.close()
     record = evaluation.make_eval_record(game, train_step or 0, result)

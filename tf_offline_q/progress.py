@@ -37,6 +37,7 @@ class Progress:
     self._stream = stream or sys.stdout
     self._start = time.perf_counter()
     self._last_print = self._start
+    self.lines_printed = 0
 
   def rate(self, now: Optional[float] = None) -> float:
     """Units per second since the start."""
@@ -59,12 +60,19 @@ class Progress:
     now = time.perf_counter()
     if now - self._last_print >= self.interval:
       self._last_print = now
+      self.lines_printed += 1
       print(self.line(now), file=self._stream, flush=True)
 
-  def done(self, message: str = '') -> float:
-    """Prints the final line (with `message`); returns the elapsed seconds."""
+  def done(self, message: str = '', only_if_long: bool = False) -> float:
+    """Prints the final line (with `message`); returns the elapsed seconds.
+
+    `only_if_long`: print it only if progress lines were printed (the work
+    took longer than `interval`), for steps whose result is reported anyway.
+    """
     now = time.perf_counter()
     elapsed = now - self._start
+    if only_if_long and not self.lines_printed:
+      return elapsed
     done = f'{self.count - self._start_count:,.0f} {self.unit}'
     print(f'{self.label}: done, {done} in {format_duration(elapsed)} ({self.rate(now):,.1f} '
           f'{self.unit}/s){message}', file=self._stream, flush=True)

@@ -41,6 +41,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from tf_offline_q import progress as progress_lib
 from tf_offline_q.data import dqn_replay
 
 DataError = dqn_replay.DataError
@@ -140,10 +141,13 @@ class DqnReplayAtari(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     }
 
   def _generate_examples(self, replay_dir, checkpoint):
+    progress = progress_lib.Progress(f'Converting checkpoint {checkpoint}', unit='steps')
     for episode in dqn_replay.iterate_episodes(
         replay_dir, checkpoints=[checkpoint], prefetch_checkpoints=0):
       key = episode.checkpoint_id * _KEY_STRIDE + episode.episode_id
+      progress.update(len(episode))
       yield key, episode_to_rlds(episode)
+    progress.done()
 
 
 def make_config(game: str, run: int,

@@ -264,7 +264,7 @@ class _ProgressObserver:
   def done(self) -> None:
     returns = self._recorder.returns
     mean = f', mean return {np.mean(returns):.2f}' if returns else ''
-    self._progress.done(f', {len(returns)} episodes{mean}')
+    self._progress.done(f', {len(returns)} episodes{mean}', only_if_long=True)
 
 
 def evaluate_policy(policy: PolicyLike,

@@ -33,6 +33,7 @@ from tf_agents.specs import tensor_spec
 from tf_agents.train import learner as learner_lib
 from tf_agents.utils import common
 
+from tf_offline_q import progress as progress_lib
 from tf_offline_q.agents import bc
 from tf_offline_q.agents import cql_c51
 from tf_offline_q.agents import decision_transformer
@@ -107,7 +108,15 @@ def _fill_replay(server, game, data_source, fraction, subset_mode, data_seed, nu
                      '"tfds:DATA_DIR:NAME" (or reverb_addresses of filled servers)')
   episodes = reverb_stream.iterate_source(reverb_stream.parse_source(data_source), fraction,
                                          subset_mode, data_seed)
-  stats = server.fill(game, _checked_actions(episodes, num_actions, data_source))
+  filling = progress_lib.Progress(f'Loading {data_source} into Reverb', unit='steps')
+
+  def counted(source):
+    for episode in source:
+      filling.update(len(episode.action))
+      yield episode
+
+  stats = server.fill(game, counted(_checked_actions(episodes, num_actions, data_source)))
+  filling.done(f', {stats.items} items')
   logging.info('Loaded %d steps (%d items) from %s into Reverb at %.0f steps/s', stats.steps,
                stats.items, data_source, stats.steps_per_second)
   server.checkpoint()
@@ -430,7 +439,8 @@ def _train(run_dir, strategy, chief, s, restored_step, eval_env, time_step_spec,
         result = evaluation.evaluate_policy(agent.policy, eval_env, num_steps=s['eval_steps'],
                                             epsilon=s['eval_epsilon'],
                                             max_episodes=s['eval_max_episodes'],
-                                            seed=seed + step)
+                                            seed=seed + step,
+                                            progress=f'Evaluating {game} at step {step}')
         record = evaluation.make_eval_record(game, step, result)
         normalized = record['normalized']
         score = f', DQN-normalised {normalized:.3f}' if normalized is not None else ''
