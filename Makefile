@@ -26,7 +26,7 @@ $(STAMP): setup.py pyproject.toml constraints.txt
 	touch $(STAMP)
 
 test: setup
-	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m pytest -q --durations=10 tests
+	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m pytest -q -n auto --durations=10 tests
 
 demo: setup
 	TF_CPP_MIN_LOG_LEVEL=2 $(PY) launch/demo.py --root_dir=runs/demo
