@@ -253,6 +253,25 @@ def measure_pipeline(seconds=8.0, context_length=20, batch_size=64, num_steps=20
   return results
 
 
+def report_and_exit(root, run_dirs, scores_path, start, failed):
+  """Runs launch/report.py over `run_dirs`, prints it and the wall time; exit 1
+  if any run failed (shared with bench/qt.py)."""
+  report_dir = os.path.join(root, 'report')
+  if run_dirs:
+    code, _ = run('launch/report.py', f'--runs={",".join(run_dirs)}',
+                  f'--output_dir={report_dir}', f'--reps={FLAGS.reps}',
+                  f'--reference_scores={scores_path}')
+    if code == 0:
+      with open(os.path.join(report_dir, 'report.md')) as f:
+        print('\n' + f.read())
+      print('Normalised scores above are D4RL scores / 100 (random 0, expert 1.0: '
+            'the datasets\' ref_min_score / ref_max_score).')
+  print(f'\nTotal wall time: {(time.time() - start) / 60:.1f} min'
+        + (f'; FAILED runs: {failed}' if failed else ''))
+  if failed:
+    sys.exit(1)
+
+
 def main(argv):
   del argv
   if FLAGS.pipeline:
@@ -284,21 +303,7 @@ def main(argv):
           f'ref_max_score {metadata["ref_max_score"]:.1f}', flush=True)
   run_dirs, failed = train_all(root, data_root, present, FLAGS.methods, seeds, train_steps,
                                eval_interval, eval_episodes)
-  report_dir = os.path.join(root, 'report')
-  if run_dirs:
-    code, _ = run('launch/report.py', f'--runs={",".join(run_dirs)}',
-                  f'--output_dir={report_dir}', f'--reps={FLAGS.reps}',
-                  f'--reference_scores={scores_path}')
-    if code == 0:
-      with open(os.path.join(report_dir, 'report.md')) as f:
-        print('\n' + f.read())
-      print('Normalised scores above are D4RL scores / 100 (random 0, expert 1.0: '
-            'the datasets\' ref_min_score / ref_max_score).')
-  print(f'\nTotal wall time: {(time.time() - start) / 60:.1f} min'
-        + (f'; FAILED runs: {failed}' if failed else ''))
-  if failed:
-    sys.exit(1)
-
+  report_and_exit(root, run_dirs, scores_path, start, failed)
 
 if __name__ == '__main__':
   app.run(main)

@@ -135,21 +135,7 @@ def main(argv):
                                            train_steps, eval_interval, eval_episodes)
     run_dirs += done
     failed += bad
-  report_dir = os.path.join(root, 'report')
-  if run_dirs:
-    code, _ = bench_continuous.run('launch/report.py', f'--runs={",".join(run_dirs)}',
-                                   f'--output_dir={report_dir}', f'--reps={FLAGS.reps}',
-                                   f'--reference_scores={scores_path}')
-    if code == 0:
-      with open(os.path.join(report_dir, 'report.md')) as f:
-        print('\n' + f.read())
-      print('Normalised scores above are D4RL scores / 100 (random 0, expert 1.0: the '
-            'datasets\' ref_min_score / ref_max_score).')
-  print(f'\nTotal wall time: {(time.time() - start) / 60:.1f} min'
-        + (f'; FAILED runs: {failed}' if failed else ''))
-  if failed:
-    sys.exit(1)
-
+  bench_continuous.report_and_exit(root, run_dirs, scores_path, start, failed)
 
 if __name__ == '__main__':
   app.run(main)
