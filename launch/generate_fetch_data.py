@@ -201,7 +201,7 @@ def generate(root, env_name, dataset_id=None, num_demos=100, demo_noise=0.1,
       random=refs['random'], scripted=refs['scripted'])
   if summary['ref_min_score'] == summary['ref_max_score']:
     raise ValueError(f'random and scripted success rates are equal '
-                       f'({summary["ref_min_score"]}); increase --ref_episodes')
+                     f'({summary["ref_min_score"]}); increase --ref_episodes')
   path = minari_data.write_minari_dataset(
       root, dataset_id, episodes, env_name,
       ref_min_score=summary['ref_min_score'],
