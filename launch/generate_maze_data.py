@@ -2,13 +2,20 @@ r"""Makes a D4RL-style maze2d dataset for a PointMaze environment, as a Minari d
 
 Procedure (D4RL's maze2d; `tf_offline_q.envs.maze_planner`): a planner over the
 maze grid and a PD controller drive the point mass to the waypoints of a
-randomly chosen goal; when the goal is reached (within 0.45) the environment
-draws a new goal (`reset_target=True`) and the drive continues, from goal to
-goal, until the episode's time limit (UMaze 300, Medium 600, Large 800
-steps: a truncation). Gaussian noise (`--action_noise`, D4RL's 0.5) is added
-to every action. The observation holds the goal being driven to
-(x, y, vx, vy, goal_x, goal_y) and the reward is the environment's for that
-goal (sparse: 1 on the step the goal is reached; Dense: exp(-distance)).
+randomly chosen goal; once the point is within `--goal_threshold` of the goal
+(D4RL's controller threshold, 0.1) a new goal is drawn
+(`maze_planner.GoalRelay`) and the drive continues, from goal to goal, until
+the episode's time limit (UMaze 300, Medium 600, Large 800 steps: a
+truncation). Gaussian noise (`--action_noise`, D4RL's 0.5) is added to every
+action. The observation holds the goal being driven to (x, y, vx, vy, goal_x,
+goal_y) and the reward is the evaluation environment's for that goal (sparse:
+1 on every step within 0.45 of it, as D4RL's 0.5; Dense: exp(-distance)), so
+dataset returns and evaluation returns count the same thing: steps at the
+goal. (Gymnasium-Robotics' own `reset_target=True`, which Minari's maze
+datasets use, draws the new goal on the first step within 0.45, so its data
+reward counts goals reached, 1 each, while evaluation counts steps at the
+goal: returns-to-go in the data would be on another scale than the returns a
+Decision Transformer is asked for.)
 
 Reference scores (stored as Minari's ref_min_score / ref_max_score): mean
 returns over `--ref_episodes` episodes of the *evaluation* environment
@@ -55,6 +62,8 @@ flags.DEFINE_integer('num_steps', 1_000_000, 'Steps to generate (rounded up to '
 flags.DEFINE_float('action_noise', 0.5, 'Std of Gaussian action noise (D4RL 0.5).')
 flags.DEFINE_float('p_gain', 10.0, 'PD controller proportional gain (D4RL 10).')
 flags.DEFINE_float('d_gain', 1.0, 'PD controller velocity damping (D4RL 1).')
+flags.DEFINE_float('goal_threshold', 0.1, 'Distance to the goal at which the next goal is '
+                   'drawn (D4RL 0.1; must be below the reward radius 0.45).')
 flags.DEFINE_integer('ref_episodes', 100, 'Episodes for each reference score.')
 flags.DEFINE_integer('episodes_per_chunk', 100, 'Episodes per resumable chunk.')
 flags.DEFINE_string('work_dir', None, 'Chunk directory (default ROOT/.work/'
@@ -91,7 +100,8 @@ def reference_scores(env_name, num_episodes, seed, p_gain, d_gain):
 def generate(root, env_name, dataset_id=None, num_steps=1_000_000,
              action_noise=0.5, p_gain=10.0, d_gain=1.0, ref_episodes=100,
              episodes_per_chunk=100, work_dir=None, keep_work_dir=False,
-             seed=0, overwrite=False, progress_interval=10.0):
+             seed=0, overwrite=False, progress_interval=10.0,
+             goal_threshold=0.1):
   """Generates the dataset (module docstring); returns (path, summary dict)."""
   env_name = continuous.canonical_env_name(env_name)
   if continuous.env_family(env_name) != 'maze':
@@ -101,14 +111,17 @@ def generate(root, env_name, dataset_id=None, num_steps=1_000_000,
   final = minari_data.dataset_path(root, dataset_id)
   if os.path.exists(final) and not overwrite:
     raise FileExistsError(f'{final} exists; pass --overwrite to replace it')
-  env = continuous.make_continuous_env(env_name, seed=seed, reset_target=True)
+  if not 0.0 < goal_threshold < 0.45:
+    raise ValueError(f'--goal_threshold must be in (0, 0.45) (the reward radius), '
+                     f'got {goal_threshold}')
+  env = continuous.make_continuous_env(env_name, seed=seed)
   steps_per_episode = env.max_episode_steps
   num_episodes = max(1, math.ceil(num_steps / steps_per_episode))
   num_chunks = math.ceil(num_episodes / episodes_per_chunk)
   work_dir = work_dir or os.path.join(root, '.work', dataset_id)
   config = dict(env=env_name, dataset_id=dataset_id, num_episodes=num_episodes,
                 action_noise=action_noise, p_gain=p_gain, d_gain=d_gain,
-                ref_episodes=ref_episodes,
+                goal_threshold=goal_threshold, ref_episodes=ref_episodes,
                 episodes_per_chunk=episodes_per_chunk, seed=seed)
   chunks = generation.EpisodeChunks(work_dir, num_chunks, config)
   planner = maze_planner.MazePlanner.for_env(env)
@@ -126,10 +139,11 @@ def generate(root, env_name, dataset_id=None, num_steps=1_000_000,
     controller = maze_planner.WaypointController(
         planner, p_gain, d_gain, action_noise,
         np.random.default_rng(chunk_seed))
+    relay = maze_planner.GoalRelay(env, goal_threshold)
     count = min(episodes_per_chunk, num_episodes - index * episodes_per_chunk)
     episodes = []
     for _ in range(count):
-      episode, _ = generation.rollout(env, controller)
+      episode, _ = generation.rollout(env, controller, after_step=relay)
       episodes.append(episode)
       progress.update(episode.length)
     chunks.save(index, episodes)
@@ -157,8 +171,6 @@ def generate(root, env_name, dataset_id=None, num_steps=1_000_000,
       dataset_id=dataset_id, env=env_name, episodes=len(episodes),
       steps=int(sum(e.length for e in episodes)),
       data_mean_return=float(returns.mean()),
-      data_goals_reached_per_episode=(float(returns.mean())
-                                      if 'Dense' not in env_name else None),
       ref_min_score=refs['random']['mean_return'],
       ref_max_score=refs['expert']['mean_return'],
       random=refs['random'], expert=refs['expert'])
@@ -170,7 +182,8 @@ def generate(root, env_name, dataset_id=None, num_steps=1_000_000,
       description=(
           f'D4RL maze2d-style data for {env_name}: BFS planner waypoints + PD '
           f'controller (p {p_gain}, d {d_gain}), Gaussian action noise '
-          f'{action_noise}, new random goal on reaching one (reset_target). '
+          f'{action_noise}, a new random goal once within {goal_threshold} '
+          'of the goal; sparse reward 1 per step within 0.45 of the goal. '
           'Reference scores: uniform random and noise-free controller on the '
           'evaluation env.'),
       extra_metadata={'generator': 'launch/generate_maze_data.py',
@@ -192,7 +205,7 @@ def main(argv):
         FLAGS.root, FLAGS.env, FLAGS.dataset_id, FLAGS.num_steps,
         FLAGS.action_noise, FLAGS.p_gain, FLAGS.d_gain, FLAGS.ref_episodes,
         FLAGS.episodes_per_chunk, FLAGS.work_dir, FLAGS.keep_work_dir,
-        FLAGS.seed, FLAGS.overwrite)
+        FLAGS.seed, FLAGS.overwrite, goal_threshold=FLAGS.goal_threshold)
   print(f'Wrote {summary["steps"]:,} steps ({summary["episodes"]} episodes) '
         f'of {summary["env"]} to {path} in {time.time() - start:.0f}s')
   print(f'  data mean episode return {summary["data_mean_return"]:.2f}; '

@@ -16,7 +16,7 @@ import json
 import os
 import shutil
 import tempfile
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -141,10 +141,13 @@ class EpisodeChunks:
 
 
 # ---------------------------------------------------------------- rollouts
-def rollout(env, policy) -> Tuple[ContinuousEpisode, Dict[str, Any]]:
+def rollout(env, policy, after_step: Optional[Callable[[Any], Any]] = None
+            ) -> Tuple[ContinuousEpisode, Dict[str, Any]]:
   """Plays one episode of a `ContinuousEnvironment` with `policy(observation) -> action`.
 
   `policy.reset()`, if it has one, is called before the episode.
+  `after_step(time_step) -> time_step`, if given, sees every step's result
+  before it is recorded (e.g. `maze_planner.GoalRelay` drawing a new goal).
 
   Returns:
     (episode, env.last_episode) with the episode's observations [T + 1],
@@ -160,6 +163,8 @@ def rollout(env, policy) -> Tuple[ContinuousEpisode, Dict[str, Any]]:
     action = np.clip(np.asarray(policy(time_step.observation), np.float32),
                      -1.0, 1.0)
     time_step = env.step(action)
+    if after_step is not None:
+      time_step = after_step(time_step)
     actions.append(action)
     rewards.append(time_step.reward)
     observations.append(time_step.observation)

@@ -163,7 +163,7 @@ class ContinuousEnvironment(py_environment.PyEnvironment):
     terminate_on_success: Fetch only: end the episode (terminal) at the first
       success. Default True for Fetch; must be None or False for the others.
     gym_kwargs: extra keyword arguments of `gym.make` (e.g. PointMaze's
-      `reset_target=True` for data generation, `max_episode_steps`).
+      `max_episode_steps`, `reward_type`).
   """
 
   def __init__(self, name: str, seed: Optional[int] = None,

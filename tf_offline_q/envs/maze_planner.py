@@ -156,3 +156,44 @@ class WaypointController:
       action = np.clip(action + self.action_noise * self.rng.standard_normal(2),
                        -1.0, 1.0)
     return action.astype(np.float32)
+
+
+class GoalRelay:
+  """D4RL's goal-to-goal drive on an evaluation-style PointMaze (`reset_target=False`).
+
+  D4RL's maze2d generator kept one target until its controller reached it
+  (within `solve_thresh`, 0.1), then drew a new one; its sparse reward was 1
+  on every step within 0.5 of the current target. On Gymnasium-Robotics'
+  PointMaze with `reset_target=False` the environment already rewards every
+  step within 0.45 of the goal, as the evaluation environment does; this
+  relay draws the next goal (`generate_target_goal` + position noise, the
+  environment's own random stream, so a seed fixes the sequence) once the
+  point is within `threshold` of the goal. Rewards in the data are therefore
+  in the same units as evaluation returns (steps at the goal).
+
+  Called with each `TimeStep` a rollout receives; returns it with the new goal
+  in the observation's goal fields (4:6) when the goal was switched.
+  """
+
+  def __init__(self, env, threshold: float = 0.1):
+    self.env = env
+    self.threshold = float(threshold)
+    self.num_goals_reached = 0
+
+  def __call__(self, time_step):
+    if time_step.is_last():
+      return time_step
+    observation = time_step.observation
+    maze_env = self.env.gym_env.unwrapped
+    if np.linalg.norm(observation[0:2] - maze_env.goal) > self.threshold:
+      return time_step
+    self.num_goals_reached += 1
+    position = np.asarray(observation[0:2], np.float64)
+    goal = maze_env.goal
+    while np.linalg.norm(position - goal) <= 0.45:
+      goal = maze_env.add_xy_position_noise(maze_env.generate_target_goal())
+    maze_env.goal = goal
+    maze_env.update_target_site_pos()
+    observation = np.array(observation, copy=True)
+    observation[4:6] = goal
+    return time_step._replace(observation=observation)
