@@ -1,7 +1,7 @@
 r"""Decision Transformer vs sequence BC on continuous control, and the window pipeline.
 
   TF_CPP_MIN_LOG_LEVEL=2 .venv/bin/python bench/continuous.py --data_root=DATA \
-      [--root_dir=runs/continuous] [--seeds=3] [--train_steps=3000] [--smoke] [--pipeline]
+      [--root_dir=runs/continuous] [--seeds=3] [--train_steps=1000] [--smoke] [--pipeline]
 
 Experiment (default). DT ('dt') and sequence BC ('sequence_bc', the same
 backbone trained by imitation, no return tokens) on PointMaze UMaze and
@@ -49,8 +49,8 @@ flags.DEFINE_integer('seeds', 3, 'Seeds per method and dataset.')
 flags.DEFINE_list('methods', ['dt', 'sequence_bc'], 'Methods.')
 flags.DEFINE_list('datasets', ['pointmaze/umaze-v0', 'pointmaze/medium-v0',
                                'tf_offline_q/hopper-medium-replay-v0'], 'Minari dataset ids.')
-flags.DEFINE_integer('train_steps', 2000, 'Updates per run.')
-flags.DEFINE_integer('eval_interval', 1000, 'Updates between evaluations.')
+flags.DEFINE_integer('train_steps', 1000, 'Updates per run.')
+flags.DEFINE_integer('eval_interval', 500, 'Updates between evaluations.')
 flags.DEFINE_integer('eval_episodes', 5, 'Episodes per evaluation.')
 flags.DEFINE_integer('reps', 2000, 'Bootstrap resamples of the report.')
 flags.DEFINE_bool('smoke', False, 'A ~2 minute run on a tiny generated UMaze dataset.')

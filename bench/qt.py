@@ -1,7 +1,7 @@
 r"""QT against the Decision Transformer and sequence BC, with QT's ablations.
 
   TF_CPP_MIN_LOG_LEVEL=2 .venv/bin/python bench/qt.py --data_root=DATA \
-      [--root_dir=runs/qt] [--seeds=3] [--train_steps=3000] [--smoke]
+      [--root_dir=runs/qt] [--seeds=3] [--train_steps=1000] [--smoke]
 
 Experiment. QT ('qt', gin qt_maze.gin / qt_gym.gin), DT ('dt') and sequence BC
 ('sequence_bc', the DT backbone trained by imitation without returns: the
