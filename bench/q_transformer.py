@@ -1,195 +1,181 @@
-r"""Q-Transformer on a Fetch dataset of a few demonstrations and many failed episodes.
+r"""Q-Transformer against imitation, DT and QT on a Fetch dataset, with its ablations.
 
-  TF_CPP_MIN_LOG_LEVEL=2 .venv/bin/python bench/q_transformer.py --data_root=DATA \
-      [--dataset_id=fetch/push-mixed-v0] [--methods=q_transformer,no_conservative,...] \
-      [--seeds=3] [--train_steps=20000] [--root_dir=runs/q_transformer] [--smoke]
+  TF_CPP_MIN_LOG_LEVEL=2 nice -n 5 .venv/bin/python bench/q_transformer.py \
+      [--root_dir=runs/q_transformer] [--data_root=DATA] [--seeds=3] [--train_steps=N] [--smoke]
 
-A skeleton (no experiment has been run with it yet). For each method and
-seed: the Minari dataset (made by `launch/generate_fetch_data.py`) is written
-once into an in-process Reverb window table (`reverb_windows.WindowServer`,
-K = n, with s_{t+n} and the Monte-Carlo return-to-go), sampled in batches,
-converted by `q_transformer.batch_from_window`, and trained with
-`QTransformerAgent.train`; every `--eval_interval` updates the greedy policy
-plays `--eval_episodes` episodes in a PyDriver and its success rate is
-printed and appended to ROOT/METHOD/seed_S/eval.jsonl.
+The experiment (issue 15). One FetchPush dataset made by
+`launch/generate_fetch_data.py` (made here under DATA if missing: `--num_demos`
+scripted demonstrations, all successful, plus `--num_autonomous` noisy
+autonomous episodes, mostly failures; reward 1 on success, which ends the
+episode, else 0), and on it, `--seeds` seeds of
 
-Methods: the agent of gin/q_transformer.gin ('q_transformer') and the paper's
-ablations ('no_conservative', 'softmax', 'no_mc', 'one_step' =
-gin/q_transformer_<name>.gin).
+  q_transformer                  gin/q_transformer.gin (the paper's agent)
+  q_transformer_no_conservative  the ablations: gin/q_transformer_<name>.gin
+  q_transformer_softmax
+  q_transformer_no_mc
+  q_transformer_one_step
+  sequence_bc                    imitation of the whole dataset: the DT's transformer
+                                 without return tokens (dt_common.gin + dt_sequence_bc.gin)
+  dt                             the Decision Transformer (dt_common.gin), target return
+                                 = the dataset's ref_max_score (the script's success rate)
+  qt                             QT (qt_common.gin + qt_local.gin, eta 1: QtAgent's default;
+                                 the paper gives no Fetch value)
 
-`--smoke`: makes a tiny FetchPush dataset under ROOT/smoke_data if needed
-(10 demonstrations, 20 autonomous episodes), then 1 seed of 'q_transformer'
-for 50 updates of a small model with one 2-episode evaluation.
+each one `launch/train.py` run at CPU size (q_transformer_local.gin; the
+sequence agents continuous_local.gin, returns scaled by 1 as they are 0 / 1),
+one at a time (2 cores), all with the same updates, batch 64 and evaluations
+(`--eval_episodes` greedy episodes every `--eval_interval` updates). Runs are
+resumable: a run whose last evaluation reached `--train_steps` is skipped, an
+interrupted one resumes from its checkpoint (bench/continuous.py's
+`train_all`). Then `launch/report.py` with IQM and bootstrap 95% CIs; on
+Fetch the normalised score is the success rate (reference scores random 0,
+1.0 = always succeeds: `continuous.write_reference_scores`).
 
-Not done here: BC on the same transformer, DT and QT baselines, and the
-IQM / CI report through launch/report.py (the runs' eval.jsonl records are
-plain success rates per evaluation).
+"BC on the same transformer" is sequence BC on the DT's transformer: there is
+no imitation agent on Q-Transformer's action transformer yet.
+
+Claims to check (the paper): Q-Transformer uses the failed episodes to beat
+imitation; both the conservative term and the MC bound matter; n-step
+returns learn faster than one-step.
+
+Budget (the defaults: 8 methods x 3 seeds = 24 runs of 1,000 updates at batch
+64, evaluated at 500 and 1,000 with 10 greedy episodes of <= 50 steps). Measured
+on the shared 2 cores while two other training jobs ran (load average ~4.4;
+this run niced), `launch/train.py --gin_file=q_transformer.gin
+--gin_file=q_transformer_local.gin` on a 250-episode FetchPush dataset, 600
+updates: Q-Transformer trains at 60-80 updates/s; per run ~35 s of start-up
+(imports, Reverb fill of 10K steps, the Learner's tracing), ~20 s of tracing
+in the first 100 updates, ~70 s for the SavedModel export, ~8 s per
+10-episode evaluation: ~150 s per 1,000-update run. The sequence agents at
+continuous_local.gin size ran at ~12 updates/s (DT), ~14 (sequence BC) and ~6
+(QT) in the lead's concurrent runs of bench/qt.py on the same machine at the
+same time, so with the same fixed costs (~125 s) and evaluations (~15 s DT,
+~20 s QT) a run takes ~280 s (DT, sequence BC) and ~330 s (QT). One seed:
+5 x 150 + 2 x 280 + 330 ~ 1,640 s ~ 27 min; 3 seeds ~ 82 min under that load.
+The machine alone roughly doubles every rate, hence about 45 min to an hour;
+`--train_steps` scales the training part (5 x 14 + 2 x 83 + 167 ~ 400 s per
+seed per 1,000 updates under load).
+
+`--smoke`: a tiny FetchPush dataset under ROOT/smoke_data (10 demonstrations,
+20 autonomous episodes), 1 seed of q_transformer, sequence_bc, dt and qt, 100
+updates each and one 2-episode evaluation, and the report (a few minutes).
+
+This script reuses bench/continuous.py's helpers and flags (--data_root,
+--root_dir, --seeds, --methods, --train_steps, --eval_interval,
+--eval_episodes, --reps, --smoke are defined by that module); it sets its own
+defaults.
 """
-import json
 import os
-import subprocess
 import sys
 import time
 
 from absl import app
 from absl import flags
-import gin
-import numpy as np
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-import tensorflow as tf  # pylint: disable=g-import-not-at-top
-from tf_agents.drivers import py_driver
-from tf_agents.policies import py_tf_eager_policy
-from tf_agents.specs import tensor_spec
+from bench import continuous as bench_continuous  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-from tf_offline_q.agents import q_transformer  # pylint: disable=g-import-not-at-top
-from tf_offline_q.data import minari_data
-from tf_offline_q.data import reverb_windows
-from tf_offline_q.envs import continuous
-from tf_offline_q import files
-from tf_offline_q import progress as progress_lib
+Q_TRANSFORMER_METHODS = ('q_transformer', 'q_transformer_no_conservative',
+                         'q_transformer_softmax', 'q_transformer_no_mc', 'q_transformer_one_step')
+BASELINES = ('sequence_bc', 'dt', 'qt')
+METHODS = Q_TRANSFORMER_METHODS + BASELINES
+DATASET_ID = 'fetch/push-qtransformer-v0'
+SMOKE_DATASET_ID = 'fetch/push-smoke-v0'
 
-flags.DEFINE_string('data_root', None, 'Minari datasets root (default ROOT/data).')
-flags.DEFINE_string('dataset_id', 'fetch/push-mixed-v0', 'Minari dataset id.')
-flags.DEFINE_string('root_dir', 'runs/q_transformer', 'Where runs go.')
-flags.DEFINE_list('methods', ['q_transformer', 'no_conservative', 'softmax', 'no_mc',
-                              'one_step'], 'Methods (gin/q_transformer[_<method>].gin).')
-flags.DEFINE_integer('seeds', 3, 'Seeds per method.')
-flags.DEFINE_integer('train_steps', 20000, 'Updates per run.')
-flags.DEFINE_integer('eval_interval', 5000, 'Updates between evaluations.')
-flags.DEFINE_integer('eval_episodes', 20, 'Episodes per evaluation.')
-flags.DEFINE_integer('batch_size', 256, 'Batch size.')
-flags.DEFINE_multi_string('gin_bindings', [], 'Extra gin bindings (e.g. a smaller model).')
-flags.DEFINE_bool('smoke', False, 'A tiny generated FetchPush dataset and a 50-update run.')
+flags.DEFINE_string('dataset_id', DATASET_ID, 'Minari id of the Fetch dataset.')
+flags.DEFINE_integer('num_demos', 25, 'Scripted demonstrations in a generated dataset.')
+flags.DEFINE_integer('num_autonomous', 475, 'Autonomous episodes in a generated dataset.')
 FLAGS = flags.FLAGS
-
-SMOKE_BINDINGS = ['ActionTransformerQNetwork.width = 32', 'ActionTransformerQNetwork.num_heads = 2',
-                  'ActionTransformerQNetwork.depth = 1', 'ActionTransformerQNetwork.num_bins = 32',
-                  'ActionTransformerQNetwork.encoder_hidden = (64,)']
-
-
-def gin_file(method):
-  name = 'q_transformer.gin' if method == 'q_transformer' else f'q_transformer_{method}.gin'
-  path = os.path.join(REPO, 'gin', name)
-  if not os.path.exists(path):
-    raise ValueError(f'Unknown method {method!r}: no {path}')
-  return path
+FLAGS.set_default('root_dir', 'runs/q_transformer')
+FLAGS.set_default('methods', list(METHODS))
+FLAGS.set_default('train_steps', 1000)
+FLAGS.set_default('eval_interval', 500)
+FLAGS.set_default('eval_episodes', 10)
 
 
-def smoke_data(root):
-  """A tiny FetchPush dataset under ROOT/smoke_data (made once)."""
-  data_root = os.path.join(root, 'smoke_data')
-  dataset_id = 'fetch/push-smoke-v0'
-  if not os.path.exists(os.path.join(data_root, dataset_id)):
-    subprocess.run([sys.executable, os.path.join(REPO, 'launch', 'generate_fetch_data.py'),
-                    f'--root={data_root}', f'--dataset_id={dataset_id}', '--num_demos=10',
-                    '--num_autonomous=20', '--ref_episodes=2', '--episodes_per_chunk=10'],
-                   check=True)
-  return data_root, dataset_id
+def gin_files(method):
+  """The train.py gin files of a method (the CPU-size shrink last)."""
+  if method in Q_TRANSFORMER_METHODS:
+    return [f'{method}.gin', 'q_transformer_local.gin']
+  if method == 'qt':
+    return ['qt_common.gin', 'continuous_local.gin', 'qt_local.gin']
+  return ['dt_common.gin'] + (['dt_sequence_bc.gin'] if method == 'sequence_bc' else []) + [
+      'continuous_local.gin']
 
 
-def evaluate(env, policy, episodes):
-  """Success rate and mean return of `episodes` greedy episodes."""
-  successes, returns = [], []
+def train_command(run_dir, data_root, dataset_id, method, seed, train_steps, eval_interval,
+                  eval_episodes):
+  """One launch/train.py run (bench/continuous.py's `train_all` calls it)."""
+  command = ['launch/train.py', f'--root_dir={run_dir}']
+  command += [f'--gin_file={g}' for g in gin_files(method)]
+  bindings = [f"train_eval.data_source='minari:{data_root}:{dataset_id}'",
+              f"train_eval.method='{method}'",
+              f'train_eval.seed={seed}', f'train_eval.num_train_steps={train_steps}',
+              'train_eval.batch_size=64',
+              f'train_eval.eval_interval={eval_interval}',
+              f'train_eval.eval_max_episodes={eval_episodes}',
+              f'train_eval.checkpoint_interval={eval_interval}',
+              f'train_eval.policy_save_interval={train_steps}']
+  if method in BASELINES:
+    # Success returns are 0 or 1: no scaling; Fetch episodes have 50 steps.
+    bindings += ['DecisionTransformerNetwork.return_scale=1.0',
+                 'DecisionTransformerNetwork.max_timestep=64']
+  return command + [f'--gin_bindings={b}' for b in bindings]
 
-  def observer(trajectory):
-    if trajectory.is_last():
-      successes.append(float(env.last_episode['success']))
-      returns.append(float(env.last_episode['return']))
 
-  driver = py_driver.PyDriver(env, py_tf_eager_policy.PyTFEagerPolicy(policy, use_tf_function=True),
-                              [observer], max_episodes=episodes)
-  driver.run(env.reset())
-  return float(np.mean(successes)), float(np.mean(returns))
-
-
-def train_one(run_dir, method, seed, episodes, metadata, bindings):
-  """Trains one agent; returns its evaluation records."""
-  os.makedirs(run_dir, exist_ok=True)
-  gin.clear_config()
-  gin.parse_config_files_and_bindings([gin_file(method)], bindings, skip_unknown=True)
-  tf.keras.utils.set_random_seed(seed)
-  env = continuous.make_continuous_env(metadata['env_name'], seed=1000 + seed)
-  time_step_spec = tensor_spec.from_spec(env.time_step_spec())
-  action_spec = tensor_spec.from_spec(env.action_spec())
-  observations = np.concatenate([e.observations for e in episodes])
-  network_kwargs = dict(observation_mean=observations.mean(0),
-                        observation_std=observations.std(0) + 1e-3)
-  agent = q_transformer.make_agent(time_step_spec, action_spec, network_kwargs=network_kwargs)
-  agent.initialize()
-  layout = reverb_windows.WindowLayout(agent._n_step, metadata['obs_dim'], metadata['act_dim'],
-                                       next_observation=True, gamma=agent._gamma)
-  server = reverb_windows.WindowServer({'data': layout})
-  try:
-    stats = server.fill('data', episodes, source=metadata['dataset_id'])
-    print(f'{method} seed {seed}: {stats.items:,} windows of {stats.episodes} episodes',
-          flush=True)
-    dataset = reverb_windows.make_window_dataset(server.address, 'data', layout,
-                                                 FLAGS.batch_size)
-
-    @tf.function
-    def train_step(window):
-      batch, weights = q_transformer.batch_from_window(window)
-      return agent.train(batch, weights)
-
-    records = []
-    progress = progress_lib.Progress(f'{method} seed {seed}', FLAGS.train_steps, 'updates')
-    iterator = iter(dataset)
-    start = time.time()
-    for step in range(1, FLAGS.train_steps + 1):
-      info = train_step(next(iterator))
-      progress.update(1)
-      if step % FLAGS.eval_interval == 0 or step == FLAGS.train_steps:
-        success, mean_return = evaluate(env, agent.policy, FLAGS.eval_episodes)
-        extra = {k: float(v) for k, v in info.extra._asdict().items()}
-        record = dict(method=method, seed=seed, step=step, success_rate=success,
-                      mean_return=mean_return, seconds=time.time() - start, **extra)
-        records.append(record)
-        print(f'{method} seed {seed} step {step}: success {success:.2f} '
-              f'(td {extra["td_loss"]:.4f}, q_data {extra["q_data"]:.3f}, '
-              f'q_other {extra["q_other"]:.3f})', flush=True)
-        files.atomic_write_text(os.path.join(run_dir, 'eval.jsonl'),
-                                ''.join(json.dumps(r) + '\n' for r in records))
-    progress.done()
-    return records
-  finally:
-    server.stop()
-    env.close()
+def make_dataset(data_root, dataset_id, num_demos, num_autonomous, smoke=False):
+  """Generates the Fetch dataset with launch/generate_fetch_data.py if missing."""
+  from tf_offline_q.data import minari_data  # pylint: disable=g-import-not-at-top
+  if os.path.isdir(minari_data.dataset_path(data_root, dataset_id)):
+    return
+  extra = ['--ref_episodes=4', '--episodes_per_chunk=10'] if smoke else ['--ref_episodes=100']
+  code, seconds = bench_continuous.run(
+      'launch/generate_fetch_data.py', f'--root={data_root}', '--env=FetchPush-v4',
+      f'--dataset_id={dataset_id}', f'--num_demos={num_demos}',
+      f'--num_autonomous={num_autonomous}', *extra)
+  if code:
+    sys.exit(f'q_transformer: generating {dataset_id} failed (exit {code})')
+  print(f'Generated {dataset_id} in {seconds:.0f}s', flush=True)
 
 
 def main(argv):
   del argv
-  root = FLAGS.root_dir
-  bindings = list(FLAGS.gin_bindings)
+  start = time.time()
+  unknown = set(FLAGS.methods) - set(METHODS)
+  if unknown:
+    raise app.UsageError(f'unknown methods {sorted(unknown)}; choose from {list(METHODS)}')
+  root = os.path.abspath(FLAGS.root_dir)
   if FLAGS.smoke:
-    data_root, dataset_id = smoke_data(root)
-    methods, seeds = ['q_transformer'], 1
-    FLAGS.train_steps, FLAGS.eval_interval, FLAGS.eval_episodes = 50, 50, 2
-    FLAGS.batch_size = 32
-    bindings = SMOKE_BINDINGS + bindings
+    data_root = os.path.join(root, 'smoke_data')
+    dataset_id, num_demos, num_autonomous = SMOKE_DATASET_ID, 10, 20
+    methods = ['q_transformer', 'sequence_bc', 'dt', 'qt']
+    seeds, train_steps, eval_interval, eval_episodes = 1, 100, 100, 2
   else:
-    data_root = FLAGS.data_root or os.path.join(root, 'data')
-    dataset_id, methods, seeds = FLAGS.dataset_id, FLAGS.methods, FLAGS.seeds
-  for method in methods:
-    gin_file(method)  # unknown methods fail before any work
-  try:
-    episodes, metadata = minari_data.load_minari_dataset(data_root, dataset_id)
-  except FileNotFoundError as error:
-    raise SystemExit(f'{error}\nMake it with: python launch/generate_fetch_data.py '
-                     f'--root={data_root} --dataset_id={dataset_id}') from error
-  successes = sum(e.episode_return > 0 for e in episodes)
-  print(f'{dataset_id}: {len(episodes)} episodes, {successes} successful', flush=True)
-  summary = {}
-  for method in methods:
-    for seed in range(seeds):
-      records = train_one(os.path.join(root, 'runs', method, f'seed_{seed}'), method, seed,
-                          episodes, metadata, bindings)
-      summary.setdefault(method, []).append(records[-1]['success_rate'])
-  for method, rates in summary.items():
-    print(f'{method}: final success rate {np.mean(rates):.2f} over {len(rates)} seeds '
-          f'({", ".join(f"{r:.2f}" for r in rates)})')
+    data_root = os.path.abspath(FLAGS.data_root or os.path.join(root, 'data'))
+    dataset_id, num_demos, num_autonomous = FLAGS.dataset_id, FLAGS.num_demos, FLAGS.num_autonomous
+    methods = list(FLAGS.methods)
+    seeds, train_steps, eval_interval, eval_episodes = (
+        FLAGS.seeds, FLAGS.train_steps, FLAGS.eval_interval, FLAGS.eval_episodes)
+  make_dataset(data_root, dataset_id, num_demos, num_autonomous, smoke=FLAGS.smoke)
+  present, metadatas = bench_continuous.check_datasets(data_root, [dataset_id])
+  if not present:
+    sys.exit('q_transformer: no dataset to run on (see MISSING above)')
+  metadata = metadatas[0]
+  print(f'{dataset_id}: {metadata["num_episodes"]} episodes, {metadata["num_steps"]} steps; '
+        f'random success rate {metadata["ref_min_score"]:.2f}, scripted '
+        f'{metadata["ref_max_score"]:.2f}', flush=True)
+  from tf_offline_q.train import continuous  # pylint: disable=g-import-not-at-top
+  scores_path = continuous.write_reference_scores(os.path.join(root, 'reference_scores.json'),
+                                                  metadatas)
+  # bench/continuous.py's loop, with this script's commands.
+  bench_continuous.train_command = train_command
+  run_dirs, failed = bench_continuous.train_all(root, data_root, present, methods, seeds,
+                                                train_steps, eval_interval, eval_episodes)
+  print('On Fetch the normalised score below is the success rate (random 0, 1.0 = always '
+        'succeeds), not a D4RL score.', flush=True)
+  bench_continuous.report_and_exit(root, run_dirs, scores_path, start, failed)
 
 
 if __name__ == '__main__':

@@ -1,7 +1,9 @@
 r"""Aggregate report over training runs: DQN-normalised IQM, profiles, curves.
 
 Reads run directories (each `RUN_DIR/run.json` + `RUN_DIR/eval/returns.jsonl`,
-see `tf_offline_q.eval.evaluation`), groups them by method, and writes to
+see `tf_offline_q.eval.evaluation`; a multi-game run, whose run.json lists
+"games", counts as one run of each of its games), groups them by method, and
+writes to
 `--output_dir`:
 
   report.md                 tables: final IQM / median / mean with 95% CIs,
@@ -150,12 +152,29 @@ def load_reference(
   return {'file': path, 'scores': scores}
 
 
+def load_runs(run_dir: str,
+              extra: Optional[Mapping[str, normalization.ReferenceScores]] = None
+             ) -> List[Run]:
+  """The runs of one run directory: one Run, or one per game of a multi-game
+  run (run.json lists "games"; Scaled Q-learning), all with the directory's
+  method and seed. Errors name the directory."""
+  try:
+    info = evaluation.read_run_info(run_dir)
+  except (FileNotFoundError, ValueError) as e:
+    raise ValueError(f'Run directory {run_dir!r}: {e}') from e
+  games = info.get('games')
+  if not games:
+    return [load_run(run_dir, extra)]
+  return [load_run(run_dir, extra, game=game) for game in games]
+
+
 def load_run(run_dir: str,
-             extra: Optional[Mapping[str, normalization.ReferenceScores]] = None
-            ) -> Run:
+             extra: Optional[Mapping[str, normalization.ReferenceScores]] = None,
+             game: Optional[str] = None) -> Run:
   """One run's metadata and evaluations; errors name the directory.
 
   `extra`: reference scores of games outside Table 3 (`--reference_scores`).
+  `game`: one game of a multi-game run (its records only; see `load_runs`).
   """
   if not os.path.isdir(run_dir):
     raise ValueError(f'Run directory {run_dir!r} does not exist')
@@ -164,12 +183,14 @@ def load_run(run_dir: str,
     records = evaluation.read_eval_records(run_dir)
   except (FileNotFoundError, ValueError) as e:
     raise ValueError(f'Run directory {run_dir!r}: {e}') from e
+  if game is not None:
+    records = [r for r in records if r['game'].lower() == game.lower()]
   if not records:
     raise ValueError(
         f'Run directory {run_dir!r}: {evaluation.returns_path(run_dir)} holds '
-        'no evaluation')
+        f'no evaluation{f" of {game}" if game else ""}')
   try:
-    game = normalization.normalization_game_name(str(info['game']), extra)
+    game = normalization.normalization_game_name(game or str(info['game']), extra)
   except ValueError as e:
     raise ValueError(
         f'Run directory {run_dir!r}: {e} Give the reference scores of games '
@@ -277,7 +298,7 @@ def build_report(run_dirs: Sequence[str], output_dir: str,
   runs, errors = [], []
   for run_dir in run_dirs:
     try:
-      runs.append(load_run(run_dir, extra))
+      runs.extend(load_runs(run_dir, extra))
     except ValueError as e:
       errors.append(str(e))
   if errors:

@@ -409,7 +409,7 @@ def test_reverb_trajectory_windows_convert_to_n_step_batches():
   refs = [reverb_windows.reference_window(episode, t, layout) for t in range(length)]
   window = reverb_windows.Window(**{f: tf.constant(np.stack([r[f] for r in refs]))
                                     for f in reverb_windows.Window._fields})
-  batch, weights = q_transformer.batch_from_window(window)
+  batch, weights = q_transformer.batch_from_window(window, position=tf.zeros([length], tf.int32))
   np.testing.assert_array_equal(weights, [0, 1, 1, 1, 1])   # t = 0: padded start
   for t in range(1, length):
     u = t - n + 1
@@ -423,6 +423,53 @@ def test_reverb_trajectory_windows_convert_to_n_step_batches():
                                           gamma=gamma)
   agent.initialize()
   assert np.isfinite(float(agent.train(batch, weights).loss))
+
+
+def test_the_last_steps_of_a_terminated_episode_are_trained_with_cut_returns():
+  """Steps T-n+1 .. T-1 start no window: the terminal window trains them (position j)."""
+  from tf_offline_q.data import reverb_windows  # pylint: disable=g-import-not-at-top
+  n, gamma, length = 3, 0.9, 6
+  rng = np.random.default_rng(11)
+  rewards = np.array([0, 0, 0, 0, 0, 1], np.float32)
+  episode = types.SimpleNamespace(
+      observations=rng.normal(size=(length + 1, 5)).astype(np.float32),
+      actions=rng.uniform(-1, 1, (length, DIMS)).astype(np.float32), rewards=rewards,
+      terminations=rewards.astype(bool), truncations=np.zeros(length, bool))
+  layout = reverb_windows.WindowLayout(n, 5, DIMS, next_observation=True, gamma=gamma)
+  ref = reverb_windows.reference_window(episode, length - 1, layout)      # the terminal window
+  window = reverb_windows.Window(**{f: tf.constant(np.stack([ref[f]] * n))
+                                    for f in reverb_windows.Window._fields})
+  batch, weights = q_transformer.batch_from_window(window, position=tf.range(n))
+  np.testing.assert_array_equal(weights, [1, 1, 1])
+  for j in range(n):
+    u = length - n + j
+    np.testing.assert_array_equal(batch['observation'][j], episode.observations[u])
+    np.testing.assert_array_equal(batch['action'][j], episode.actions[u])
+    np.testing.assert_array_equal(batch['rewards'][j], np.pad(rewards[u:], (0, j)))
+    np.testing.assert_array_equal(batch['discounts'][j],
+                                  np.pad(1.0 - episode.terminations[u:], (0, j),
+                                         constant_values=1.0))
+    np.testing.assert_allclose(batch['mc_return'][j], gamma ** (length - 1 - u), rtol=1e-6)
+  # Per-dimension targets of the last dimension: the cut n-step return, no bootstrap.
+  agent = _table_agent(np.full((1, DIMS, BINS ** DIMS, BINS), 0.7, np.float32), n_step=n,
+                       gamma=gamma, use_mc_return=False)
+  table_batch = dict(batch, observation=tf.zeros([n, 1]), next_observation=tf.zeros([n, 1]))
+  _, bellman = agent.targets(table_batch)
+  np.testing.assert_allclose(bellman[:, -1], [gamma ** 2, gamma, 1.0], rtol=1e-6)
+  # Default: position 0, except in terminated windows (uniform, weight n).
+  tf.random.set_seed(0)
+  drawn = set()
+  for _ in range(30):
+    batch, weights = q_transformer.batch_from_window(window)
+    np.testing.assert_array_equal(weights, [n] * n)
+    drawn |= {int(np.flatnonzero((episode.actions == a).all(1))[0]) for a in batch['action'].numpy()}
+  assert drawn == {length - 3, length - 2, length - 1}
+  ref = reverb_windows.reference_window(episode, length - 2, layout)      # not terminal
+  window = reverb_windows.Window(**{f: tf.constant(np.stack([ref[f]])) for f in
+                                    reverb_windows.Window._fields})
+  batch, weights = q_transformer.batch_from_window(window)
+  np.testing.assert_array_equal(weights, [1])
+  np.testing.assert_array_equal(batch['action'][0], episode.actions[length - 4])
 
 
 @pytest.mark.parametrize('name,changed', [

@@ -56,8 +56,13 @@ A window that reaches a time-limit truncation (no terminal) before n steps
 should not be produced (or should be dropped); sample t only where s_{t+n}
 exists. `batch_from_window` converts the trajectory windows of
 `tf_offline_q.data.reverb_windows` (context_length = n, next_observation,
-gamma = the agent's gamma) to this dict; those windows end at a real step, so
-they never cross a truncation.
+gamma = the agent's gamma: the agent's `window_layout`) to this dict; those
+windows end at a real step, so they never cross a truncation. The agent trains
+on either: `train(window)` converts a `Window` itself (its left-padded windows
+get weight 0), which is how `train_eval` (agent_type 'q_transformer',
+`tf_offline_q/train/continuous.py`) feeds it; for flat state observations its
+`training_data_spec` is therefore the window's per-step spec (the DT's and
+QT's convention: the n window steps are the time axis).
 """
 import collections
 from typing import Optional
@@ -75,6 +80,7 @@ from tf_offline_q.agents import discretization
 from tf_offline_q.agents import gradients as gradients_lib
 from tf_offline_q.agents import losses
 from tf_offline_q.agents import policies
+from tf_offline_q.data import reverb_windows
 from tf_offline_q.networks import action_transformer
 
 REGULARIZERS = ('mse', 'softmax')
@@ -164,24 +170,60 @@ def training_data_spec(observation_spec, action_spec, n_step):
   }
 
 
-def batch_from_window(window):
+def batch_from_window(window, position=None):
   """A `reverb_windows.Window` batch (K = n) -> `(batch dict, weights [B])`.
 
-  The window's first step is (s_t, a_t); its K rewards and discounts are the
-  n-step window; `next_observation` is s_{t+n} (or the episode's final
-  observation when the window ends there); `discounted_return_to_go[:, 0]` is
-  G_t. Windows left-padded at an episode start (their first step is not in
-  the episode) get weight 0.
+  Example b starts at window step j = position[b]: (s_t, a_t) is the window's
+  step j, its rewards and discounts are the window's from j on (zero rewards,
+  discount 1 past the window's end), `next_observation` is s_{t+n} (the
+  observation after the window's last step, or the episode's final one),
+  `mc_return` is `discounted_return_to_go[:, j]` = G_t. An example whose step
+  is left padding (before the episode start) gets weight 0.
+
+  `position` None: j = 0 (the n-step window of the window's first step),
+  except in windows whose last step is terminal, where j is drawn uniformly
+  from 0 .. K-1 with weight K: the episode's last n - 1 steps start no
+  window, so they are trained here, as often in expectation as every other
+  step, with their returns cut by the terminal (no bootstrap). Without this
+  the transitions that reach a success (Fetch: the terminal step) would never
+  be trained for n > 1. Steps before a time-limit truncation that leave fewer
+  than n steps are not trained (their n-step target needs s_{t+n}).
+
+  A `next_observation` of shape `[B, K, obs]` (the observation after each
+  step: the layout of the per-step `training_data_spec`, with which the
+  Learner traces `train`) gives s_{t+n} as its last step.
   """
   if isinstance(window.next_observation, tuple) or isinstance(
       window.discounted_return_to_go, tuple):
     raise ValueError('Q-Transformer needs windows with next_observation=True and gamma set '
-                     '(reverb_windows.WindowLayout)')
-  batch = {'observation': window.observation[:, 0], 'action': window.action[:, 0],
-           'rewards': window.reward, 'discounts': window.discount,
-           'next_observation': window.next_observation,
-           'mc_return': window.discounted_return_to_go[:, 0]}
-  return batch, tf.cast(window.mask[:, 0], tf.float32)
+                     '(reverb_windows.WindowLayout; agent.window_layout)')
+  following = window.next_observation
+  if following.shape.rank == window.observation.shape.rank:  # [B, K, obs]: after each step
+    following = following[:, -1]
+  k = window.reward.shape[1]
+  batch_size = tf.shape(window.reward)[0]
+  scale = tf.ones([batch_size])
+  if position is None:
+    terminated = tf.equal(window.discount[:, -1], 0.0)                      # [B]
+    drawn = tf.random.uniform([batch_size], 0, k, dtype=tf.int32)
+    position = tf.where(terminated, drawn, tf.zeros_like(drawn))
+    scale = tf.where(terminated, float(k), 1.0)
+  position = tf.cast(position, tf.int32)
+  at = lambda x: tf.gather(x, position, axis=1, batch_dims=1)
+  steps = position[:, None] + tf.range(k)[None, :]                          # [B, K]
+  inside = steps < k
+  shifted = lambda x, fill: tf.where(inside, tf.gather(x, tf.minimum(steps, k - 1), axis=1,
+                                                       batch_dims=1), fill)
+  batch = {'observation': at(window.observation), 'action': at(window.action),
+           'rewards': shifted(window.reward, 0.0), 'discounts': shifted(window.discount, 1.0),
+           'next_observation': following,
+           'mc_return': at(window.discounted_return_to_go)}
+  return batch, tf.cast(at(window.mask), tf.float32) * scale
+
+
+def _is_flat_state(observation_spec) -> bool:
+  return (not tf.nest.is_nested(observation_spec) and observation_spec.shape.rank == 1
+          and observation_spec.dtype.is_floating)
 
 
 @gin.configurable
@@ -259,10 +301,21 @@ class QTransformerAgent(tf_agent.TFAgent):
         target_update_period, 'update_target')
     policy = GreedyAutoregressivePolicy(time_step_spec, action_spec, q_network,
                                         self._discretizer)
+    self._observation_spec = time_step_spec.observation
+    data_spec, sequence_length = training_data_spec(time_step_spec.observation, action_spec,
+                                                    n_step), None
+    if _is_flat_state(time_step_spec.observation):
+      # Fed `Window`s by train_eval: one step's spec, the n window steps the
+      # time axis (the Learner traces `train` on [None, n] + spec), as the DT's.
+      window = reverb_windows.window_spec(self.window_layout)
+      data_spec = tf.nest.map_structure(
+          lambda spec: tf.TensorSpec(spec.shape[1:], spec.dtype, spec.name),
+          window._replace(terminated=(), next_observation=()))._replace(
+              next_observation=window.next_observation)
+      sequence_length = n_step
     super().__init__(
         time_step_spec, action_spec, policy=policy, collect_policy=policy,
-        train_sequence_length=None,
-        training_data_spec=training_data_spec(time_step_spec.observation, action_spec, n_step),
+        train_sequence_length=sequence_length, training_data_spec=data_spec,
         train_step_counter=policies.own_counter(train_step_counter))
 
   @property
@@ -273,6 +326,28 @@ class QTransformerAgent(tf_agent.TFAgent):
   @property
   def discretizer(self):
     return self._discretizer
+
+  @property
+  def q_network(self):
+    return self._q_network
+
+  @property
+  def window_layout(self) -> reverb_windows.WindowLayout:
+    """The `reverb_windows` windows this agent trains on (flat state
+    observations): K = n_step steps, s_{t+n}, and G_t with the agent's gamma."""
+    spec = self._observation_spec
+    if not _is_flat_state(spec):
+      raise ValueError(f'Window training needs a flat float state observation; got {spec}')
+    return reverb_windows.WindowLayout(self._n_step, int(spec.shape[0]),
+                                       self._discretizer.action_dims, next_observation=True,
+                                       gamma=self._gamma)
+
+  def _as_batch(self, experience, weights):
+    """`(batch dict, weights)` of a batch dict or a `reverb_windows.Window`."""
+    if isinstance(experience, reverb_windows.Window):
+      experience, window_weights = batch_from_window(experience)
+      weights = window_weights if weights is None else weights * window_weights
+    return experience, weights
 
   def _initialize(self):
     return common.soft_variables_update(self._q_network.variables,
@@ -329,6 +404,7 @@ class QTransformerAgent(tf_agent.TFAgent):
     Returns:
       `LossInfo(loss, QTransformerLossInfo)`; every entry is a global-batch mean.
     """
+    experience, weights = self._as_batch(experience, weights)
     # 1. Dataset bins and the online Q of every bin of every dimension.
     target, bellman = self.targets(experience)                             # [B, d_A]
     bins = self._discretizer.to_bins(experience['action'])                 # [B, d_A]
@@ -357,6 +433,7 @@ class QTransformerAgent(tf_agent.TFAgent):
     return tf_agent.LossInfo(total, extra)
 
   def _train(self, experience, weights=None):
+    experience, weights = self._as_batch(experience, weights)
     with tf.GradientTape() as tape:
       loss_info = self._loss(experience, weights=weights, training=True)
     tf.debugging.check_numerics(loss_info.loss, 'Q-Transformer loss is inf or nan')

@@ -1001,38 +1001,58 @@ def sample_items(sources: Sequence[Tuple[str, str, int]],
       clear error, where Reverb would wait forever. None: no watchdog.
   """
   _check_timeout('timeout_seconds', timeout_seconds)
+  in_flight = max_in_flight_samples_per_worker or 2 * batch_size
+  ds = unbatched_items(sources, signature, weights=weights,
+                       max_in_flight_samples_per_worker=in_flight,
+                       num_workers_per_iterator=num_workers_per_iterator)
+  ds = ds.batch(batch_size, drop_remainder=True)
+  return watch_servers(ds, [a for a, _, _ in sources], timeout_seconds)
+
+
+def unbatched_items(sources: Sequence[Tuple[str, str, int]],
+                    signature: Dict[str, tf.TensorSpec],
+                    *,
+                    weights: Union[str, Sequence[float]] = 'size',
+                    max_in_flight_samples_per_worker: int = 64,
+                    num_workers_per_iterator: int = -1) -> tf.data.Dataset:
+  """Single raw items `{column: [...]}` sampled from resolved sources,
+  interleaved by `weights` (see `sample_items`); infinite."""
   dtypes = {k: v.dtype for k, v in signature.items()}
   shapes = {k: v.shape for k, v in signature.items()}
-  in_flight = max_in_flight_samples_per_worker or 2 * batch_size
   datasets = [
       reverb.TrajectoryDataset(
           server_address=address, table=table, dtypes=dtypes, shapes=shapes,
-          max_in_flight_samples_per_worker=in_flight,
+          max_in_flight_samples_per_worker=max_in_flight_samples_per_worker,
           num_workers_per_iterator=num_workers_per_iterator).map(
               lambda sample: sample.data)
       for address, table, _ in sources
   ]
   if len(datasets) == 1:
-    ds = datasets[0]
-  else:
-    if isinstance(weights, str):
-      if weights == 'size':
-        w = [float(max(n, 1)) for _, _, n in sources]
-      elif weights == 'equal':
-        w = [1.0] * len(sources)
-      else:
-        raise ValueError(f"weights must be 'size', 'equal' or a list, got "
-                         f'{weights!r}')
+    return datasets[0]
+  if isinstance(weights, str):
+    if weights == 'size':
+      w = [float(max(n, 1)) for _, _, n in sources]
+    elif weights == 'equal':
+      w = [1.0] * len(sources)
     else:
-      w = [float(x) for x in weights]
-      if len(w) != len(sources):
-        raise ValueError(f'{len(w)} weights for {len(sources)} sources '
-                         f'{[(a, t) for a, t, _ in sources]}')
-    total = sum(w)
-    ds = tf.data.Dataset.sample_from_datasets(
-        datasets, weights=[x / total for x in w])
-  ds = ds.batch(batch_size, drop_remainder=True)
-  remote = [a for a, _, _ in sources if a not in _IN_PROCESS_SERVERS]
+      raise ValueError(f"weights must be 'size', 'equal' or a list, got "
+                       f'{weights!r}')
+  else:
+    w = [float(x) for x in weights]
+    if len(w) != len(sources):
+      raise ValueError(f'{len(w)} weights for {len(sources)} sources '
+                       f'{[(a, t) for a, t, _ in sources]}')
+  total = sum(w)
+  return tf.data.Dataset.sample_from_datasets(
+      datasets, weights=[x / total for x in w])
+
+
+def watch_servers(ds: tf.data.Dataset, addresses: Sequence[str],
+                  timeout_seconds: Optional[float]) -> tf.data.Dataset:
+  """`ds`, with a `ServerWatchdog` on the servers of `addresses` that are not
+  this process's own (if `timeout_seconds` is set) while `ds` or a dataset
+  built from it exists."""
+  remote = [a for a in addresses if a not in _IN_PROCESS_SERVERS]
   if timeout_seconds and remote:
     watchdog = ServerWatchdog(remote, timeout_seconds).start()
     weakref.finalize(ds, watchdog.stop)  # Datasets after it keep it alive.

@@ -156,15 +156,22 @@ def as_py_policy(policy: PolicyLike) -> py_policy.PyPolicy:
 
 def _check_compatible(policy: py_policy.PyPolicy,
                       env: py_environment.PyEnvironment) -> None:
-  """Clear errors for observation / action spec mismatches."""
+  """Clear errors for observation / action spec mismatches (observations may
+  be nests, e.g. the multi-game `{'frames', 'game_id'}`)."""
   policy_obs = policy.time_step_spec.observation
   env_obs = env.observation_spec()
-  if (tuple(policy_obs.shape) != tuple(env_obs.shape) or
-      np.dtype(policy_obs.dtype) != np.dtype(env_obs.dtype)):
+  describe = lambda spec: tf.nest.map_structure(
+      lambda s: f'{np.dtype(s.dtype)} {list(s.shape)}', spec)
+  try:
+    tf.nest.assert_same_structure(policy_obs, env_obs)
+    same = all(tuple(p.shape) == tuple(e.shape) and np.dtype(p.dtype) == np.dtype(e.dtype)
+               for p, e in zip(tf.nest.flatten(policy_obs), tf.nest.flatten(env_obs)))
+  except (ValueError, TypeError):
+    same = False
+  if not same:
     raise ValueError(
-        f'The policy expects observations {np.dtype(policy_obs.dtype)} '
-        f'{list(policy_obs.shape)} but the environment gives '
-        f'{np.dtype(env_obs.dtype)} {list(env_obs.shape)}')
+        f'The policy expects observations {describe(policy_obs)} but the '
+        f'environment gives {describe(env_obs)}')
   policy_act, env_act = policy.action_spec, env.action_spec()
   if (tuple(policy_act.shape) != tuple(env_act.shape) or
       not np.issubdtype(np.dtype(policy_act.dtype), np.integer)):
@@ -361,16 +368,20 @@ def run_info_path(run_dir: str) -> str:
   return os.path.join(run_dir, RUN_INFO_FILE)
 
 
-def _normalized_or_none(game: str, score: float) -> Optional[float]:
+def _normalized_or_none(game: str, score: float,
+                        reference_scores=None) -> Optional[float]:
+  """DQN-normalised `score` (Table 3 or `reference_scores`), None without a
+  reference for `game`."""
   try:
-    return normalization.dqn_normalized_score(game, score)
+    return normalization.dqn_normalized_score(game, score, reference_scores)
   except ValueError:
     return None
 
 
 def make_eval_record(game: str, step: int,
                      result: Union[EvalResult, Sequence[float]],
-                     lengths: Optional[Sequence[int]] = None) -> Dict[str, Any]:
+                     lengths: Optional[Sequence[int]] = None,
+                     reference_scores=None) -> Dict[str, Any]:
   """The `returns.jsonl` record of one evaluation.
 
   Args:
@@ -379,6 +390,9 @@ def make_eval_record(game: str, step: int,
     result: an `EvalResult`, or a sequence of episode returns (then pass
       `lengths`).
     lengths: episode lengths in agent steps, when `result` is a sequence.
+    reference_scores: {game: ReferenceScores} for games outside Table 3
+      (e.g. MinAtar; `normalization.load_reference_scores`): `normalized`
+      uses them; None: Table 3 only.
   """
   if isinstance(result, EvalResult):
     returns, lengths = result.returns, result.lengths
@@ -395,7 +409,7 @@ def make_eval_record(game: str, step: int,
       'returns': returns,
       'lengths': lengths,
       'mean_return': mean_return,
-      'normalized': _normalized_or_none(game, mean_return),
+      'normalized': _normalized_or_none(game, mean_return, reference_scores),
   }
   _validate_record(record, 'record')
   return record
@@ -529,7 +543,8 @@ def read_run_info(run_dir: str) -> Dict[str, Any]:
 # ------------------------------------------------------------ TensorBoard
 def write_eval_summaries(
     summary_writer: tf.summary.SummaryWriter, step: int,
-    per_game_returns: Mapping[str, Union[EvalResult, Sequence[float]]]
+    per_game_returns: Mapping[str, Union[EvalResult, Sequence[float]]],
+    reference_scores=None,
 ) -> Dict[str, float]:
   """Writes evaluation scalars to TensorBoard.
 
@@ -538,12 +553,14 @@ def write_eval_summaries(
     Eval/NumEpisodes/{game}           completed episodes
     Eval/DQNNormalizedScore/{game}    fraction scale (Table 3 games only)
     Eval/IQM_DQNNormalizedScore       IQM across the Table 3 games evaluated
-                                      (one run: the games' scores)
+                                      (one run: the games' scores), and the
+                                      games of `reference_scores`
 
   Args:
     summary_writer: a `tf.summary` writer.
     step: training step.
     per_game_returns: {game: EvalResult or episode returns}.
+    reference_scores: {game: ReferenceScores} of games outside Table 3.
 
   Returns:
     {summary name: value} of what was written.
@@ -560,7 +577,7 @@ def write_eval_summaries(
     mean_return = float(np.mean(returns))
     values[f'Eval/AverageReturn/{game}'] = mean_return
     values[f'Eval/NumEpisodes/{game}'] = float(len(returns))
-    score = _normalized_or_none(game, mean_return)
+    score = _normalized_or_none(game, mean_return, reference_scores)
     if score is not None:
       values[f'Eval/DQNNormalizedScore/{game}'] = score
       normalized.append(score)

@@ -9,7 +9,9 @@ nothing else to load:
   policy.get_train_step()      # the train step of the weights it holds
 
 Each directory also holds `export_info.json` ({"train_step", "policy",
-"exported"}), written before the directory is put in place. An export is
+"exported"}, plus the exporter's `info`, e.g. a multi-game run's "games": the
+game of each game id the policy's observations carry), written before the
+directory is put in place. An export is
 written to `policies/.NAME.tmp`, then the previous one is renamed to
 `.NAME.old`, the new one into place, and the old one deleted; a process killed
 during an export leaves the previous export in place (or, between the two
@@ -92,18 +94,20 @@ class PolicyExporter:
   """
 
   def __init__(self, policies_dir: str, policies: Mapping[str, Any], train_step: tf.Variable,
-               interval: int):
+               interval: int, info: Optional[Mapping[str, Any]] = None):
     """Args:
       policies_dir: `RUN/policies`.
       policies: {directory name: TFPolicy}.
       train_step: the run's step counter (saved into the SavedModels).
       interval: export when the step reaches a multiple of it; 0: only when
         `export` is called.
+      info: more JSON fields for each `export_info.json` (e.g. {"games": [...]}).
     """
     self._dir = policies_dir
     self._policies = dict(policies)
     self._train_step = train_step
     self._interval = interval
+    self._info = dict(info or {})
     self._savers = None
     recover(policies_dir)
     self.last_step = self.exported_step()
@@ -146,7 +150,7 @@ class PolicyExporter:
         warnings.filterwarnings('ignore', message='Encoding a StructuredValue')
         saver.save(tmp)
       files.atomic_write_text(os.path.join(tmp, INFO_FILE), json.dumps(
-          {'train_step': step, 'policy': name, 'exported': stamp}) + '\n')
+          dict(self._info, train_step=step, policy=name, exported=stamp)) + '\n')
       if tf.io.gfile.exists(target):
         tf.io.gfile.rename(target, old)
       tf.io.gfile.rename(tmp, target)

@@ -49,10 +49,11 @@ DAMAGED_DIR = 'damaged_checkpoints'
 
 # train_eval's arguments that shape the run: fixed for the life of a run directory.
 # Every other argument may change when a run is resumed.
-FIXED_SETTINGS = ('game', 'agent_type', 'backbone', 'variant', 'aggregation',
-                  'feature_normalization', 'n_step', 'full_action_space', 'data_source',
-                  'fraction', 'subset_mode', 'data_seed', 'batch_size', 'seed',
-                  'eval_epsilon', 'sticky_action_prob', 'max_episode_frames')
+FIXED_SETTINGS = ('game', 'games', 'game_weights', 'init_checkpoint', 'agent_type', 'backbone',
+                  'variant', 'aggregation', 'feature_normalization', 'n_step',
+                  'full_action_space', 'data_source', 'fraction', 'subset_mode', 'data_seed',
+                  'batch_size', 'seed', 'eval_epsilon', 'sticky_action_prob',
+                  'max_episode_frames')
 # Agent constructor arguments that do not shape training (the acting policies'
 # epsilons, the name scope); all the agent's other hyperparameters are fixed.
 ADJUSTABLE_AGENT_ARGS = ('epsilon_greedy', 'eval_epsilon', 'name')

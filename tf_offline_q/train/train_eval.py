@@ -14,6 +14,12 @@ per Table 1 row picks the backbone, `gin/local.gin` shrinks any of them).
             sticky actions, epsilon 0.001, returns to `eval/returns.jsonl` and
             TensorBoard (return, DQN-normalised score, IQM across games).
 
+Multi-game runs (Scaled Q-learning): `train_eval.games = [...]` trains one
+multi-headed network on several games (one Reverb table each, mixed batches,
+every game evaluated; `multi_game.py`, `data/game_mixture.py`), and
+`train_eval.init_checkpoint = PRETRAINED_RUN_DIR` starts a run from a
+pre-trained network (`fine_tune.py`).
+
 Run layout (`root_dir`): `train/` (checkpoints, TensorBoard), `policies/`
 (greedy_policy, collect_policy: SavedModels of the latest exported step, see
 `export.py`), `eval/` (returns.jsonl and TensorBoard), `reverb/` (table
@@ -36,15 +42,17 @@ from tf_agents.utils import common
 from tf_offline_q import progress as progress_lib
 from tf_offline_q.agents import bc
 from tf_offline_q.agents import cql_c51
-from tf_offline_q.agents import decision_transformer
-from tf_offline_q.agents import qt
+from tf_offline_q.data import game_mixture
 from tf_offline_q.data import reverb_stream
-from tf_offline_q.envs import games
+from tf_offline_q.envs import games as games_lib
 from tf_offline_q.eval import evaluation
+from tf_offline_q.eval import normalization
 from tf_offline_q.networks import q_network
 from tf_offline_q.train import arguments
 from tf_offline_q.train import continuous
 from tf_offline_q.train import export
+from tf_offline_q.train import fine_tune
+from tf_offline_q.train import multi_game
 from tf_offline_q.train import run_dir as run_dir_lib
 from tf_offline_q.train import strategy as strategy_lib
 
@@ -56,10 +64,8 @@ def agent_class(agent_type: str):
     return cql_c51.CqlC51Agent
   if agent_type == 'bc':
     return bc.BehavioralCloningAgent
-  if agent_type == 'qt':
-    return qt.QtAgent
-  if agent_type in continuous.CONTINUOUS_AGENTS:
-    return decision_transformer.DecisionTransformerAgent
+  if agent_type in continuous.CONTINUOUS_AGENTS:  # DT, QtAgent, QTransformerAgent
+    return continuous.configured_classes(agent_type)[0][0]
   raise ValueError(f'Unknown agent_type {agent_type!r}; expected one of '
                    f'{AGENTS + continuous.CONTINUOUS_AGENTS}')
 
@@ -168,6 +174,10 @@ def _trim_eval_records(run_dir: str, step: int):
 def train_eval(root_dir: str,
                strategy: Optional[tf.distribute.Strategy] = None,
                game: str = 'Pong',
+               games: Sequence[str] = (),
+               game_weights: Sequence[float] = (),
+               init_checkpoint: Optional[str] = None,
+               reference_scores: Optional[str] = None,
                agent_type: str = 'cql',
                backbone: str = 'vit_ts',
                variant: str = 'S/14',
@@ -202,15 +212,30 @@ def train_eval(root_dir: str,
     root_dir: run directory (see module docstring).
     strategy: tf.distribute strategy (default: the current one).
     game: ALE game; its Reverb table and evaluation environment.
+    games: several ALE or MinAtar games (then `game` is unused): one
+      multi-headed network trained on all of them, game `games[i]` with id i
+      (`multi_game.py`); needs full_action_space=True and a data_source with
+      a `{game}` placeholder.
+    game_weights: proportions of the games in every batch, one weight per
+      game (empty: uniform); see `data/game_mixture.py`.
+    init_checkpoint: a pre-trained run directory (or one of its checkpoints)
+      whose torso, and the heads of the games it shares with this run,
+      initialise this run's network (`fine_tune.py`); ignored on resume.
+    reference_scores: JSON file of reference scores of games outside Table 3
+      (e.g. MinAtar; `normalization.load_reference_scores`): evaluation
+      records and TensorBoard then hold their normalised scores and IQM.
     agent_type: 'cql' (CqlC51Agent) or 'bc' (BehavioralCloningAgent); or, on
       continuous control (`continuous.py`), 'dt' (DecisionTransformerAgent),
-      'sequence_bc' (its backbone without return tokens) or 'qt' (QtAgent,
-      agents/qt.py: the DT with critics): then data_source is
+      'sequence_bc' (its backbone without return tokens), 'qt' (QtAgent,
+      agents/qt.py: the DT with critics) or 'q_transformer'
+      (QTransformerAgent, agents/q_transformer.py; its n_step and gamma are
+      QTransformerAgent's, not train_eval's): then data_source is
       'minari:ROOT:DATASET_ID' or 'd4rl:PATH', `game` defaults to the
       dataset's environment (a continuous env name given is checked against
       it; the run is reported under the dataset's id), evaluations play
       eval_max_episodes (default 10) whole greedy episodes and report
-      D4RL-normalised scores, and backbone / variant / aggregation / n_step /
+      D4RL-normalised scores and success rates (Fetch: the score is the
+      success rate), and backbone / variant / aggregation / n_step /
       fraction / the Atari evaluation protocol are unused.
     backbone, variant, aggregation, feature_normalization: the network.
     data_source: 'dopamine:REPLAY_DIR' or 'tfds:DATA_DIR:NAME'.
@@ -258,7 +283,23 @@ def train_eval(root_dir: str,
       raise ValueError(f'train_eval.{name} must be >= 0, got {settings[name]}')
   if not 0 < fraction <= 1:
     raise ValueError(f'train_eval.fraction must be in (0, 1], got {fraction}')
-  game = games.canonical_game_name(game)
+  if games:
+    if continuous.is_continuous_agent(agent_type):
+      raise ValueError(f'train_eval.games is for the Atari-style agents {AGENTS}, not '
+                       f'agent_type {agent_type!r}')
+    names = multi_game.check_games(games, full_action_space)
+    game_mixture.normalized_weights(names, game_weights)   # Checks game_weights.
+    settings['games'] = names
+    game = '+'.join(names)
+  else:
+    if game_weights:
+      raise ValueError('train_eval.game_weights needs train_eval.games (a multi-game run)')
+    game = games_lib.canonical_game_name(game)
+  if init_checkpoint is not None:
+    if agent_type not in fine_tune.NETWORK_ATTRIBUTES:
+      raise ValueError(f'train_eval.init_checkpoint works for agent_type '
+                       f'{sorted(fine_tune.NETWORK_ATTRIBUTES)}, not {agent_type!r}')
+    settings['init_checkpoint'] = os.path.abspath(init_checkpoint)
   strategy = strategy or tf.distribute.get_strategy()
   chief = strategy_lib.is_chief(strategy)
   # Non-chief workers write their files apart from the chief's.
@@ -267,6 +308,8 @@ def train_eval(root_dir: str,
   with run_dir_lib.RunLock(run_dir):
     what = (f'{agent_type} on {data_source}' if continuous.is_continuous_agent(agent_type)
             else f'{game} {agent_type} {backbone}/{aggregation} ({variant})')
+    if init_checkpoint is not None:
+      what += f', initialised from {init_checkpoint}'
     print(f'{what} under {strategy_lib.describe(strategy)}', flush=True)
     return _train_eval_locked(run_dir, strategy, chief, dict(settings, game=game))
 
@@ -283,24 +326,33 @@ def _train_eval_locked(run_dir: str, strategy: tf.distribute.Strategy, chief: bo
   if continuous.is_continuous_agent(s['agent_type']):
     return _train_eval_continuous(run_dir, strategy, chief, s, restored_step)
 
-  eval_env = games.make_env(game, sticky_action_prob=s['sticky_action_prob'],
-                            full_action_space=s['full_action_space'],
-                            max_episode_frames=s['max_episode_frames'], seed=seed)
-  time_step_spec = tensor_spec.from_spec(eval_env.time_step_spec())
-  action_spec = tensor_spec.from_spec(eval_env.action_spec())
+  if s['games']:
+    eval_env = multi_game.make_eval_envs(s['games'], s['sticky_action_prob'],
+                                         s['max_episode_frames'], seed)
+    time_step_spec, action_spec = multi_game.specs(eval_env)
+  else:
+    eval_env = games_lib.make_env(game, sticky_action_prob=s['sticky_action_prob'],
+                                  full_action_space=s['full_action_space'],
+                                  max_episode_frames=s['max_episode_frames'], seed=seed)
+    time_step_spec = tensor_spec.from_spec(eval_env.time_step_spec())
+    action_spec = tensor_spec.from_spec(eval_env.action_spec())
+  tables = list(s['games']) or [game]
 
-  # Data: Reverb tables, filled once and checkpointed.
+  # Data: Reverb tables (one per game), filled once and checkpointed.
   server = None
   addresses = list(s['reverb_addresses'])
   try:
     if not addresses:
-      server = reverb_stream.ReplayServer([game], n_step=n_step,
+      server = reverb_stream.ReplayServer(tables, n_step=n_step,
                                           checkpoint_dir=os.path.join(run_dir, 'reverb'))
-    _check_settings(run_dir, s, restored_step,
-                    table_restored=server is not None and server.is_filled(game))
+    _check_settings(run_dir, s, restored_step, table_restored=server is not None and any(
+        server.is_filled(table) for table in tables))
     if server is not None:
-      _fill_replay(server, game, s['data_source'], s['fraction'], s['subset_mode'],
-                   s['data_seed'], int(action_spec.maximum) + 1)
+      for table in tables:
+        _fill_replay(server, table,
+                     multi_game.game_data_source(s['data_source'], table, len(tables)),
+                     s['fraction'], s['subset_mode'], s['data_seed'],
+                     int(action_spec.maximum) + 1)
       addresses = [server.address]
     return _train(run_dir, strategy, chief, s, restored_step, eval_env, time_step_spec,
                   action_spec, addresses)
@@ -337,9 +389,7 @@ def _check_settings(run_dir, settings, restored_step, table_restored):
   cls = agent_class(settings['agent_type'])
   configured = [(cls, _AGENT_ARGS_SET_HERE)]
   if continuous.is_continuous_agent(settings['agent_type']):
-    configured = [(cls, continuous.AGENT_ARGS_SET_HERE),
-                  (decision_transformer.DecisionTransformerNetwork,
-                   continuous.NETWORK_ARGS_SET_HERE)]
+    configured = continuous.configured_classes(settings['agent_type'])  # agent, network
   for configurable, passed in configured:
     hyperparameters = run_dir_lib.agent_hyperparameters(
         configurable, gin.get_bindings(configurable), passed=passed)
@@ -357,10 +407,15 @@ def _train(run_dir, strategy, chief, s, restored_step, eval_env, time_step_spec,
   `continuous_data` (a `continuous.ContinuousData`) gives the sequence agents
   their windows, agent and evaluation; the loop is the same."""
   game, agent_type, seed = s['game'], s['agent_type'], s['seed']
-  method = s['method'] or (agent_type if continuous_data else
-                           f'{agent_type}_{s["backbone"]}_{s["aggregation"]}')
+  method = s['method'] or _default_method(s, continuous_data is not None)
   num_train_steps, eval_interval = s['num_train_steps'], s['eval_interval']
-  if continuous_data is None:
+  multi = bool(s.get('games'))
+  reference = _reference_scores(s.get('reference_scores'))
+  if continuous_data is None and multi:
+    dataset = game_mixture.make_distributed_dataset(
+        strategy, addresses, s['games'], s['batch_size'], s['game_weights'], n_step=s['n_step'],
+        timeout_seconds=s['reverb_timeout_seconds'])
+  elif continuous_data is None:
     dataset = reverb_stream.make_distributed_dataset(
         strategy, addresses, [game], s['batch_size'], n_step=s['n_step'],
         timeout_seconds=s['reverb_timeout_seconds'])
@@ -375,6 +430,8 @@ def _train(run_dir, strategy, chief, s, restored_step, eval_env, time_step_spec,
                          s['aggregation'], s['feature_normalization'], s['n_step'], train_step)
     else:
       agent = continuous_data.make_agent(agent_type, train_step)
+    if s.get('init_checkpoint') and restored_step is None:
+      _initialize_from(agent, s, action_spec)
   if s['jit_compile']:
     # The Learner already runs the train step in a tf.function; XLA needs a
     # function of its own, which cannot hold a cross-replica all-reduce.
@@ -401,6 +458,10 @@ def _train(run_dir, strategy, chief, s, restored_step, eval_env, time_step_spec,
     if continuous_data is None:
       info = dict(backbone=s['backbone'], aggregation=s['aggregation'],
                   variant=str(s['variant']))
+      if multi:
+        info['games'] = list(s['games'])
+      if s.get('init_checkpoint'):
+        info['init_checkpoint'] = s['init_checkpoint']
     else:
       info = dict(env_name=continuous_data.env_name, dataset=continuous_data.name)
     evaluation.write_run_info(run_dir, game, method, seed, agent_type=agent_type, **info)
@@ -409,7 +470,8 @@ def _train(run_dir, strategy, chief, s, restored_step, eval_env, time_step_spec,
     exporter = export.PolicyExporter(
         os.path.join(run_dir, 'policies'),
         {'greedy_policy': agent.policy, 'collect_policy': agent.collect_policy},
-        train_step, interval=s['policy_save_interval'])
+        train_step, interval=s['policy_save_interval'],
+        info={'games': list(s['games'])} if multi else None)
     exported = exporter.exported_step()
     if exporter.has_export() and (exported is None or exported > start):
       # Exported after the checkpoint restored (or by an earlier version):
@@ -435,22 +497,38 @@ def _train(run_dir, strategy, chief, s, restored_step, eval_env, time_step_spec,
         _export(exporter, run_dir, f'every {s["policy_save_interval"]} steps')
         progress.restart_clock()
     if chief and eval_interval and (step % eval_interval == 0 or step == num_train_steps):
+      if multi:
+        game_records, results = multi_game.evaluate(
+            agent.policy, s['games'], eval_env, step, num_steps=s['eval_steps'],
+            epsilon=s['eval_epsilon'], max_episodes=s['eval_max_episodes'], seed=seed + step,
+            reference_scores=reference)
+        for record in game_records:
+          evaluation.append_eval_record(run_dir, record)
+          print(f'eval step {step}: {record["game"]} mean return {record["mean_return"]:.2f} '
+                f'over {len(record["returns"])} episodes' + _score_text(record), flush=True)
+        evaluation.write_eval_summaries(eval_writer, step, results, reference)
+        records.extend(game_records)
+        print(f'eval step {step}: {len(game_records)} games'
+              f'{multi_game.iqm_line(game_records)}', flush=True)
+        progress.restart_clock()
+        continue
       if continuous_data is None:
         result = evaluation.evaluate_policy(agent.policy, eval_env, num_steps=s['eval_steps'],
                                             epsilon=s['eval_epsilon'],
                                             max_episodes=s['eval_max_episodes'],
                                             seed=seed + step,
                                             progress=f'Evaluating {game} at step {step}')
-        record = evaluation.make_eval_record(game, step, result)
-        normalized = record['normalized']
-        score = f', DQN-normalised {normalized:.3f}' if normalized is not None else ''
+        record = evaluation.make_eval_record(game, step, result, reference_scores=reference)
+        score = _score_text(record)
       else:
         record, result = continuous_data.evaluate(agent.policy, step, s['eval_max_episodes'])
         continuous.write_d4rl_summary(eval_writer, step, record)
         d4rl = record['d4rl_normalized']
         score = f', D4RL-normalised {d4rl:.1f}' if d4rl is not None else ''
+        if record.get('success_rate') is not None:
+          score += f', success rate {record["success_rate"]:.2f}'
       evaluation.append_eval_record(run_dir, record)
-      evaluation.write_eval_summaries(eval_writer, step, {game: result})
+      evaluation.write_eval_summaries(eval_writer, step, {game: result}, reference)
       records.append(record)
       progress.restart_clock()
       print(f'eval step {step}: {game} mean return {record["mean_return"]:.2f} over '
@@ -463,6 +541,47 @@ def _train(run_dir, strategy, chief, s, restored_step, eval_env, time_step_spec,
     _export(exporter, run_dir, 'end of training')
   eval_writer.flush()
   return records
+
+
+def _default_method(s, is_continuous: bool) -> str:
+  """The run's method name in reports when `train_eval.method` is unset:
+  'cql_vit_ts_none'; for the ResNet (no aggregation) 'cql_resnet34', plus
+  '_feature_norm' and '_finetune' (Scaled QL runs)."""
+  if is_continuous:
+    return s['agent_type']
+  if s['backbone'] != 'resnet':
+    return f'{s["agent_type"]}_{s["backbone"]}_{s["aggregation"]}'
+  variant = s['variant'] if s['variant'].startswith('resnet') else f'resnet_{s["variant"]}'
+  return (f'{s["agent_type"]}_{variant}' + ('_feature_norm' if s['feature_normalization'] else '')
+          + ('_finetune' if s.get('init_checkpoint') else ''))
+
+
+def _score_text(record) -> str:
+  """', DQN-normalised X' (Table 3 games), ', normalised X' (reference_scores) or ''."""
+  normalized = record['normalized']
+  if normalized is None:
+    return ''
+  table_3 = record['game'] in normalization.TABLE_3
+  return f', {"DQN-normalised" if table_3 else "normalised"} {normalized:.3f}'
+
+
+def _reference_scores(path: Optional[str]):
+  """{game: ReferenceScores} of `train_eval.reference_scores` (None: Table 3 only)."""
+  if not path:
+    return None
+  try:
+    return normalization.load_reference_scores(path)
+  except (OSError, ValueError) as e:
+    raise ValueError(f'train_eval.reference_scores: {e}') from e
+
+
+def _initialize_from(agent, s, action_spec):
+  """Fine-tuning: the agent's network from `s['init_checkpoint']` (`fine_tune.py`)."""
+  requested = {name: s[name] for name in fine_tune.ARCHITECTURE_SETTINGS}
+  requested['num_actions'] = int(action_spec.maximum) + 1
+  network = getattr(agent, fine_tune.NETWORK_ATTRIBUTES[s['agent_type']])
+  fine_tune.initialize_from_checkpoint(s['init_checkpoint'], network, requested,
+                                       list(s['games']) or [s['game']])
 
 
 def _export(exporter, run_dir, why):
