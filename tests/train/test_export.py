@@ -43,3 +43,34 @@ def test_export_schedule():
   assert exporter.due(200)
   never = export.PolicyExporter('/nonexistent/policies', {}, tf.Variable(0, dtype=tf.int64), 0)
   assert not never.due(100)
+
+
+def test_a_shared_policy_is_saved_once_and_copied(tmp_path, monkeypatch):
+  """DT / QT / Q-Transformer collect with their greedy policy: one trace and save."""
+  from tf_agents.policies import policy_saver, py_tf_eager_policy, random_tf_policy
+  from tf_agents.specs import tensor_spec
+  from tf_agents.trajectories import time_step as ts
+  obs_spec = tensor_spec.TensorSpec([3], tf.float32, 'observation')
+  action_spec = tensor_spec.BoundedTensorSpec([], tf.int32, 0, 4, 'action')
+  policy = random_tf_policy.RandomTFPolicy(ts.time_step_spec(obs_spec), action_spec)
+  made = []
+  real_saver = policy_saver.PolicySaver
+
+  def counting_saver(*args, **kwargs):
+    made.append(args[0])
+    return real_saver(*args, **kwargs)
+
+  monkeypatch.setattr(export.policy_saver, 'PolicySaver', counting_saver)
+  step = tf.Variable(7, dtype=tf.int64)
+  policies = str(tmp_path / 'policies')
+  exporter = export.PolicyExporter(policies, {'greedy_policy': policy,
+                                              'collect_policy': policy}, step, interval=0)
+  assert exporter.export() == 7
+  assert made == [policy]                       # traced and saved once
+  for name in export.POLICIES:
+    path = os.path.join(policies, name)
+    assert export.read_export_info(path)['policy'] == name
+    assert export.exported_step(path) == 7
+    loaded = py_tf_eager_policy.SavedModelPyTFEagerPolicy(path, load_specs_from_pbtxt=True)
+    assert loaded.get_train_step() == 7
+  assert sorted(os.listdir(policies)) == ['collect_policy', 'greedy_policy']

@@ -15,7 +15,9 @@ directory is put in place. An export is
 written to `policies/.NAME.tmp`, then the previous one is renamed to
 `.NAME.old`, the new one into place, and the old one deleted; a process killed
 during an export leaves the previous export in place (or, between the two
-renames, one that `PolicyExporter` puts back on the next start). No policy
+renames, one that `PolicyExporter` puts back on the next start). A policy that
+is the same object as one already written (DT, QT and Q-Transformer collect with
+their greedy policy) is copied from it rather than traced and saved again. No policy
 variable checkpoints are written (TF-Agents' `PolicySavedModelTrigger` wrote
 `policies/checkpoints/`, which nothing restores; they are deleted when found).
 """
@@ -81,6 +83,16 @@ def recover(policies_dir: str) -> None:
           'nothing restores (the policies are exported as whole SavedModels).', flush=True)
 
 
+def _copy_tree(source: str, destination: str) -> None:
+  """Copies the directory tree `source` to `destination` (any tf.io.gfile path)."""
+  for directory, _, names in tf.io.gfile.walk(source):
+    relative = os.path.relpath(directory, source)
+    into = os.path.normpath(os.path.join(destination, relative))
+    tf.io.gfile.makedirs(into)
+    for name in names:
+      tf.io.gfile.copy(os.path.join(directory, name), os.path.join(into, name), overwrite=True)
+
+
 class PolicyExporter:
   """Exports the policies as SavedModels every `interval` train steps.
 
@@ -129,13 +141,23 @@ class PolicyExporter:
     last = self.last_step if self.last_step is not None else 0
     return step // self._interval > last // self._interval or last > step
 
+  def _saver_or_source(self):
+    """{name: PolicySaver, or the earlier name holding the same policy object}."""
+    savers, first_name = {}, {}
+    for name, policy in self._policies.items():
+      if id(policy) in first_name:
+        savers[name] = first_name[id(policy)]
+      else:
+        first_name[id(policy)] = name
+        savers[name] = policy_saver.PolicySaver(policy, batch_size=None,
+                                                train_step=self._train_step)
+    return savers
+
   def export(self) -> int:
     """Writes every policy at the current train step; returns the step."""
     step = int(self._train_step.numpy())
     if self._savers is None:
-      self._savers = {name: policy_saver.PolicySaver(policy, batch_size=None,
-                                                     train_step=self._train_step)
-                      for name, policy in self._policies.items()}
+      self._savers = self._saver_or_source()
     tf.io.gfile.makedirs(self._dir)
     stamp = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')
     for name, saver in self._savers.items():
@@ -145,10 +167,13 @@ class PolicyExporter:
       for leftover in (tmp, old):
         if tf.io.gfile.exists(leftover):
           tf.io.gfile.rmtree(leftover)
-      with warnings.catch_warnings():
-        # TFP's note that loading needs tfp imported (TF-Agents imports it).
-        warnings.filterwarnings('ignore', message='Encoding a StructuredValue')
-        saver.save(tmp)
+      if isinstance(saver, str):   # the same policy, written above at this step
+        _copy_tree(os.path.join(self._dir, saver), tmp)
+      else:
+        with warnings.catch_warnings():
+          # TFP's note that loading needs tfp imported (TF-Agents imports it).
+          warnings.filterwarnings('ignore', message='Encoding a StructuredValue')
+          saver.save(tmp)
       files.atomic_write_text(os.path.join(tmp, INFO_FILE), json.dumps(
           dict(self._info, train_step=step, policy=name, exported=stamp)) + '\n')
       if tf.io.gfile.exists(target):
