@@ -132,24 +132,27 @@ def find_run_dirs(run_globs: Sequence[str] = (),
 def load_reference(
     reference_scores: Union[None, str, Mapping[str, Any]]
 ) -> Optional[Dict[str, Any]]:
-  """{'file': path or None, 'scores': {game: ReferenceScores}} or None.
+  """{'file': path or None, 'scores': {game: ReferenceScores},
+  'one_means': {game: what 1.0 is}} or None.
 
   `reference_scores` is a reference-scores JSON file, or a mapping
-  {game: ReferenceScores} (then 'file' is None). Errors are ValueErrors
-  naming --reference_scores and the file.
+  {game: ReferenceScores} (then 'file' is None and 1.0 is the dataset
+  average). Errors are ValueErrors naming --reference_scores and the file.
   """
   if reference_scores is None:
     return None
   if isinstance(reference_scores, Mapping):
     scores = normalization.validate_reference_scores(
         reference_scores, 'reference_scores')
-    return {'file': None, 'scores': scores}
+    return {'file': None, 'scores': scores,
+            'one_means': {g: normalization.DATASET_AVERAGE for g in scores}}
   path = os.fspath(reference_scores)
   try:
     scores = normalization.load_reference_scores(path)
+    one_means = normalization.reference_labels(path)
   except (OSError, ValueError) as e:
     raise ValueError(f'--reference_scores: {e}') from e
-  return {'file': path, 'scores': scores}
+  return {'file': path, 'scores': scores, 'one_means': one_means}
 
 
 def load_runs(run_dir: str,
@@ -337,14 +340,13 @@ def build_report(run_dirs: Sequence[str], output_dir: str,
       for m in methods
   }
   # Axis labels say what 1.0 is: DQN-Replay (Table 3) or, for games scored
-  # with a reference-score file, the offline dataset's average return.
-  in_table_3 = [g in normalization.TABLE_3 for g in all_games]
-  if all(in_table_3):
-    score_label, reference_label = plots.SCORE_LABEL, 'DQN-Replay'
-  elif not any(in_table_3):
-    score_label, reference_label = 'normalised score', 'dataset average'
-  else:
-    score_label, reference_label = 'normalised score', 'DQN-Replay / dataset average'
+  # with a reference-score file, its "one_means" (the dataset average unless
+  # the file says otherwise: a D4RL expert, a success rate of 1).
+  one_means = reference['one_means'] if reference else {}
+  labels_of_1 = sorted({'DQN-Replay' if g in normalization.TABLE_3 else
+                        one_means.get(g, normalization.DATASET_AVERAGE) for g in all_games})
+  score_label = (plots.SCORE_LABEL if labels_of_1 == ['DQN-Replay'] else 'normalised score')
+  reference_label = ' / '.join(labels_of_1)
   os.makedirs(output_dir, exist_ok=True)
   figures = {
       'final_iqm': plots.plot_aggregate_estimates(
@@ -368,8 +370,8 @@ def build_report(run_dirs: Sequence[str], output_dir: str,
   # Where the scores of games outside Table 3 came from (None: not given).
   summary['reference_scores'] = None if reference is None else {
       'file': reference['file'],
-      'games': {g: reference['scores'][g]._asdict() for g in all_games
-                if g in reference['scores']},
+      'games': {g: dict(reference['scores'][g]._asdict(), one_means=one_means[g])
+                for g in all_games if g in reference['scores']},
   }
   for m in methods:
     d = data[m]
@@ -410,7 +412,7 @@ def render_markdown(summary: Dict[str, Any]) -> str:
              'DQN-Replay = 1.0 (paper Table 3; other games: the reference scores below).')
   else:
     scale = ('Scores are normalised mean evaluation returns: 0 and 1.0 are the reference '
-             'scores below (random play and the dataset average).')
+             'scores below (random play and the "1.0 is" column).')
   lines = [
       '# Offline evaluation report', '',
       scale + ' Aggregates pool runs x games; '
@@ -424,11 +426,13 @@ def render_markdown(summary: Dict[str, Any]) -> str:
     if reference['games']:
       lines += [
           f'Games outside Table 3 are normalised with the reference scores '
-          f'from {source}: random = mean return of the random policy, '
-          'dataset average = average episode return of the offline dataset '
-          '(normalised 1.0).', '',
-          '| Game | Random | Dataset average |', '|---|---|---|']
-      lines += [f'| {g} | {r["random"]:.4g} | {r["dqn_replay"]:.4g} |'
+          f'from {source}: random = mean return of the random policy; '
+          'normalised 1.0 = the return in the "1.0" column, which is what the '
+          '"1.0 is" column says (dataset average = average episode return of '
+          'the offline dataset).', '',
+          '| Game | Random | 1.0 | 1.0 is |', '|---|---|---|---|']
+      lines += [f'| {g} | {r["random"]:.4g} | {r["dqn_replay"]:.4g} | '
+                f'{r.get("one_means", normalization.DATASET_AVERAGE)} |'
                 for g, r in reference['games'].items()]
       lines.append('')
     else:

@@ -192,3 +192,17 @@ def test_unknown_game_error_lists_extra_games():
   assert 'MinAtar-Seaquest' in message
   for game in list(PAPER_TABLE_3) + list(MINATAR):
     assert game in message
+
+
+def test_reference_labels_say_what_one_is(tmp_path):
+  path = str(tmp_path / 'refs.json')
+  normalization.write_reference_scores(path, MINATAR, {'MinAtar-Freeway': 'expert'})
+  assert normalization.load_reference_scores(path) == MINATAR
+  assert normalization.reference_labels(path) == {'MinAtar-Breakout': 'dataset average',
+                                                  'MinAtar-Freeway': 'expert'}
+  with pytest.raises(ValueError, match='one_means names games without reference scores'):
+    normalization.write_reference_scores(path, MINATAR, {'Hopper': 'expert'})
+  bad = _write_json(tmp_path / 'bad.json',
+                    '{"MinAtar-Breakout": {"random": 0, "dqn_replay": 1, "one_means": 3}}')
+  with pytest.raises(ValueError, match=r'bad.json: game .MinAtar-Breakout.: "one_means"'):
+    normalization.reference_labels(bad)

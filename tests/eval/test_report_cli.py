@@ -211,7 +211,8 @@ def test_report_minatar_with_reference_scores_file(tmp_path):
   assert summary['games'] == [MINATAR_GAME]
   assert summary['reference_scores'] == {
       'file': reference_file,
-      'games': {MINATAR_GAME: {'random': 0.5, 'dqn_replay': 8.5}}}
+      'games': {MINATAR_GAME: {'random': 0.5, 'dqn_replay': 8.5,
+                               'one_means': 'dataset average'}}}
   cql = summary['methods']['cql']
   assert cql['final_step'] == STEPS[1] and cql['num_runs_per_game'] == 4
   # Final raw returns 2.5, 4.5, 6.5, 12.5 -> (r - 0.5) / (8.5 - 0.5) = 0.25,
@@ -229,10 +230,34 @@ def test_report_minatar_with_reference_scores_file(tmp_path):
     report = f.read()
   header = report.split('## Final scores')[0]
   assert f'`{reference_file}`' in header
-  assert f'| {MINATAR_GAME} | 0.5 | 8.5 |' in header
-  assert 'Dataset average' in header
+  assert f'| {MINATAR_GAME} | 0.5 | 8.5 | dataset average |' in header
+  assert '| 1.0 is |' in header
   final_table = report.split('## Final scores')[1].split('##')[0]
   assert '0.625 [' in final_table
+
+
+def test_report_says_what_one_is_from_the_reference_file(tmp_path, monkeypatch):
+  """D4RL datasets normalise to the expert, Fetch to a success rate of 1: the
+  report's table and the learning-curve line say so, not "dataset average"."""
+  report = _load_report_module()
+  run_dirs = _make_minatar_runs(str(tmp_path / 'runs'))
+  reference_file = str(tmp_path / 'reference_scores.json')
+  normalization.write_reference_scores(reference_file, {MINATAR_GAME: MINATAR_REFERENCE},
+                                       {MINATAR_GAME: 'expert'})
+  seen = {}
+  real_curves = report.plots.plot_learning_curves
+
+  def spy(*args, **kwargs):
+    seen['reference_label'] = kwargs.get('reference_label')
+    return real_curves(*args, **kwargs)
+
+  monkeypatch.setattr(report.plots, 'plot_learning_curves', spy)
+  out = str(tmp_path / 'out')
+  summary = report.build_report(run_dirs, out, reps=50, reference_scores=reference_file)
+  assert seen['reference_label'] == 'expert'
+  assert summary['reference_scores']['games'][MINATAR_GAME]['one_means'] == 'expert'
+  with open(os.path.join(out, 'report.md')) as f:
+    assert f'| {MINATAR_GAME} | 0.5 | 8.5 | expert |' in f.read()
 
 
 def test_report_minatar_without_reference_scores_fails_clearly(tmp_path):
@@ -266,7 +291,8 @@ def test_report_reference_scores_mapping_and_bad_file(tmp_path):
   # Games are spelled as in the reference scores (like Table 3's spelling).
   assert summary['games'] == ['Pong', 'minatar-breakout']
   assert summary['reference_scores'] == {
-      'file': None, 'games': {'minatar-breakout': MINATAR_REFERENCE._asdict()}}
+      'file': None, 'games': {'minatar-breakout': dict(MINATAR_REFERENCE._asdict(),
+                                                       one_means='dataset average')}}
   cql = summary['methods']['cql']
   # One run per game (Pong has one), so seed 0 only: 2.5 -> 0.25.
   assert cql['num_runs_per_game'] == 1

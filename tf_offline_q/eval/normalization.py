@@ -27,8 +27,11 @@ JSON reference-scores file (`load_reference_scores` / `write_reference_scores`):
                return of the trajectories in the dataset), not the return of a
                separately trained DQN.
 
-Both must be finite numbers and differ. Other fields of a game's entry are
-ignored. The lookup functions take such scores as `extra`: they are matched
+Both must be finite numbers and differ. An optional string field "one_means"
+says what the 1.0 point is when it is not the dataset average (D4RL datasets:
+"expert", the D4RL ref_max_score; Fetch: "success rate 1"); report.py puts it
+in its axis labels and table (`reference_labels`). Other fields of a game's
+entry are ignored. The lookup functions take such scores as `extra`: they are matched
 case-insensitively like Table 3, and may only *add* games; a game that is
 also in Table 3 is an error (Table 3 is never overridden).
 """
@@ -178,15 +181,48 @@ def load_reference_scores(path: str) -> Dict[str, ReferenceScores]:
   return validate_reference_scores(data, where=path, allow_pairs=False)
 
 
-def write_reference_scores(path: str, scores: Mapping[str, Any]) -> str:
+DATASET_AVERAGE = 'dataset average'   # what 1.0 is unless a file says otherwise
+
+
+def reference_labels(path: str) -> Dict[str, str]:
+  """{game: what its 1.0 point is} from a reference-scores file's optional
+  "one_means" fields (games without one: `DATASET_AVERAGE`).
+
+  Raises:
+    ValueError: naming `path` and the game, for a "one_means" that is not a
+      non-empty string (the file is otherwise checked by `load_reference_scores`).
+  """
+  path = os.fspath(path)
+  scores = load_reference_scores(path)
+  with open(path) as f:
+    data = json.load(f)
+  labels = {}
+  for game, value in data.items():
+    label = value.get('one_means', DATASET_AVERAGE) if isinstance(value, Mapping) else (
+        DATASET_AVERAGE)
+    if not isinstance(label, str) or not label.strip():
+      raise ValueError(f'{path}: game {game!r}: "one_means" must be a non-empty string '
+                       f'(what a normalised score of 1.0 is), got {label!r}')
+    labels[game.strip()] = label.strip()
+  return {game: labels[game] for game in scores}
+
+
+def write_reference_scores(path: str, scores: Mapping[str, Any],
+                           one_means: Optional[Mapping[str, str]] = None) -> str:
   """Writes {game: ReferenceScores} as a reference-scores file (atomically).
 
   Entries are validated as `load_reference_scores` would (the error names
-  `path`). Returns `path`.
+  `path`). `one_means`: {game: what its 1.0 point is}, for games where it is
+  not the dataset average. Returns `path`.
   """
   path = os.fspath(path)
   checked = validate_reference_scores(scores, where=path)
-  data = {game: {'random': row.random, 'dqn_replay': row.dqn_replay}
+  one_means = dict(one_means or {})
+  unknown = sorted(set(one_means) - set(checked))
+  if unknown:
+    raise ValueError(f'{path}: one_means names games without reference scores: {unknown}')
+  data = {game: dict({'random': row.random, 'dqn_replay': row.dqn_replay},
+                     **({'one_means': one_means[game]} if game in one_means else {}))
           for game, row in sorted(checked.items())}
   files.atomic_write_text(path, json.dumps(data, indent=2) + '\n')
   return path
