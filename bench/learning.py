@@ -53,68 +53,62 @@ sys.path.insert(0, REPO)
 from tf_offline_q import console  # pylint: disable=g-import-not-at-top
 from tf_offline_q import experiments  # pylint: disable=g-import-not-at-top
 
-flags.DEFINE_string('root_dir', 'runs/learning', 'Where data, runs and the report go.')
-flags.DEFINE_string('game', 'MinAtar-Breakout', 'Game with a scripted policy: MinAtar-Breakout or Breakout (ALE).')
-flags.DEFINE_integer('seeds', 3, 'Seeds per method.')
-flags.DEFINE_list('methods', ['cql_vit', 'cql_vit_ts', 'bc_vit', 'bc_vit_ts'],
-                  'Methods to train (subset of the four).')
-flags.DEFINE_integer('data_steps', 20000, 'Agent steps of generated data.')
-flags.DEFINE_float('mixture_random_prob', 0.5,
-                   'Probability that a behaviour episode is played at random.')
-flags.DEFINE_float('behaviour_epsilon', 0.1,
-                   'Random-action probability inside scripted episodes.')
-flags.DEFINE_enum('scripted_aim', 'follow', ['follow', 'bounce'],
-                  'MinAtar-Breakout scripted policy while the ball rises: follow its column '
-                  '(bounce_row=None; the simpler rule, which the micro models imitate within '
-                  'the budget) or aim where it lands after bouncing off the bricks '
-                  '(bounce_row=3; a ~5x stronger player that they do not).')
-flags.DEFINE_integer('train_steps', 1200, 'Gradient updates per run.')
-flags.DEFINE_integer('eval_interval', 400, 'Updates between evaluations.')
-flags.DEFINE_integer('eval_steps', 1500, 'Agent steps per evaluation (paper: 125K).')
-flags.DEFINE_integer('eval_max_episodes', 40, 'Stop an evaluation after this many episodes.')
-flags.DEFINE_integer('max_episode_frames', 2000,
-                     'Frame cap per episode (paper: 108K; MinAtar: frames = agent steps).')
-flags.DEFINE_float('learning_rate', 1e-3, 'Adam learning rate of both agents (micro model).')
-flags.DEFINE_integer('batch_size', 64, 'Batch size of both agents.')
-flags.DEFINE_integer('target_update_period', 100, 'CQL target-network update period.')
-flags.DEFINE_integer('parallel', 2, 'train.py processes at a time.')
-flags.DEFINE_integer('reference_episodes', 30,
-                     'Episodes of the scripted policy measured for reference.')
-flags.DEFINE_integer('random_episodes', 300,
-                     'Episodes of the random policy measured for reference (and, for a '
-                     'game outside Table 3, for normalisation).')
-flags.DEFINE_integer('reps', 1000, 'Bootstrap resamples of the report.')
+def define_flags(flag_values=flags.FLAGS):
+  """Defines the flags (when run as a script, or on a test's own FlagValues)."""
+  fv = dict(flag_values=flag_values)
+  flags.DEFINE_string('root_dir', 'runs/learning', 'Where data, runs and the report go.', **fv)
+  flags.DEFINE_string('game', 'MinAtar-Breakout',
+                      'Game with a scripted policy: MinAtar-Breakout or Breakout (ALE).', **fv)
+  flags.DEFINE_integer('seeds', 3, 'Seeds per method.', **fv)
+  flags.DEFINE_list('methods', ['cql_vit', 'cql_vit_ts', 'bc_vit', 'bc_vit_ts'],
+                    'Methods to train (subset of the four).', **fv)
+  flags.DEFINE_integer('data_steps', 20000, 'Agent steps of generated data.', **fv)
+  flags.DEFINE_float('mixture_random_prob', 0.5,
+                     'Probability that a behaviour episode is played at random.', **fv)
+  flags.DEFINE_float('behaviour_epsilon', 0.1,
+                     'Random-action probability inside scripted episodes.', **fv)
+  flags.DEFINE_enum('scripted_aim', 'follow', ['follow', 'bounce'],
+                    'MinAtar-Breakout scripted policy while the ball rises: follow its column '
+                    '(bounce_row=None; the simpler rule, which the micro models imitate within '
+                    'the budget) or aim where it lands after bouncing off the bricks '
+                    '(bounce_row=3; a ~5x stronger player that they do not).', **fv)
+  flags.DEFINE_integer('train_steps', 1200, 'Gradient updates per run.', **fv)
+  flags.DEFINE_integer('eval_interval', 400, 'Updates between evaluations.', **fv)
+  flags.DEFINE_integer('eval_steps', 1500, 'Agent steps per evaluation (paper: 125K).', **fv)
+  flags.DEFINE_integer('eval_max_episodes', 40, 'Stop an evaluation after this many episodes.',
+                       **fv)
+  flags.DEFINE_integer('max_episode_frames', 2000,
+                       'Frame cap per episode (paper: 108K; MinAtar: frames = agent steps).', **fv)
+  flags.DEFINE_float('learning_rate', 1e-3, 'Adam learning rate of both agents (micro model).',
+                     **fv)
+  flags.DEFINE_integer('batch_size', 64, 'Batch size of both agents.', **fv)
+  flags.DEFINE_integer('target_update_period', 100, 'CQL target-network update period.', **fv)
+  flags.DEFINE_integer('parallel', 2, 'train.py processes at a time.', **fv)
+  flags.DEFINE_integer('reference_episodes', 30,
+                       'Episodes of the scripted policy measured for reference.', **fv)
+  flags.DEFINE_integer('random_episodes', 300,
+                       'Episodes of the random policy measured for reference (and, for a '
+                       'game outside Table 3, for normalisation).', **fv)
+  flags.DEFINE_integer('reps', 1000, 'Bootstrap resamples of the report.', **fv)
+
+
 FLAGS = flags.FLAGS
 
 GIN_FILES = {'cql_vit': 'vit_none.gin', 'cql_vit_ts': 'vit_ts_none.gin',
              'bc_vit': 'bc_vit.gin', 'bc_vit_ts': 'bc_vit_ts.gin'}
 
 
-def train_command(root, replay_dir, game, method, seed):
+def train_command(root, replay_dir, game, method, seed, f=None):
+  """(run directory, `launch/train.py` command) of one run; `f`: the flags (default FLAGS)."""
+  f = f or FLAGS
   run_dir = os.path.join(root, 'runs', f'{method}_s{seed}')
-  lr = FLAGS.learning_rate
-  return run_dir, [
-      'launch/train.py', f'--root_dir={run_dir}',
-      f'--gin_file={GIN_FILES[method]}', '--gin_file=local.gin',
-      f"--gin_bindings=train_eval.game='{game}'",
-      f"--gin_bindings=train_eval.data_source='dopamine:{replay_dir}'",
-      f"--gin_bindings=train_eval.method='{method}'",
-      f'--gin_bindings=train_eval.seed={seed}',
-      f'--gin_bindings=train_eval.num_train_steps={FLAGS.train_steps}',
-      f'--gin_bindings=train_eval.batch_size={FLAGS.batch_size}',
-      f'--gin_bindings=train_eval.eval_interval={FLAGS.eval_interval}',
-      f'--gin_bindings=train_eval.eval_steps={FLAGS.eval_steps}',
-      f'--gin_bindings=train_eval.eval_max_episodes={FLAGS.eval_max_episodes}',
-      f'--gin_bindings=train_eval.max_episode_frames={FLAGS.max_episode_frames}',
-      '--gin_bindings=train_eval.eval_epsilon=0.001',
-      '--gin_bindings=train_eval.sticky_action_prob=0.25',
-      '--gin_bindings=train_eval.full_action_space=False',
-      '--gin_bindings=train_eval.policy_save_interval=0',
-      f'--gin_bindings=train_eval.checkpoint_interval={FLAGS.train_steps}',
-      f'--gin_bindings=CqlC51Agent.learning_rate={lr}',
-      f'--gin_bindings=CqlC51Agent.target_update_period={FLAGS.target_update_period}',
-      f'--gin_bindings=bc.BehavioralCloningAgent.learning_rate={lr}',
-  ]
+  bindings = experiments.dopamine_run_bindings(
+      game, replay_dir, method, seed, train_steps=f.train_steps, batch_size=f.batch_size,
+      learning_rate=f.learning_rate, target_update_period=f.target_update_period,
+      eval_interval=f.eval_interval, eval_steps=f.eval_steps,
+      eval_max_episodes=f.eval_max_episodes, max_episode_frames=f.max_episode_frames,
+      checkpoint_interval=f.train_steps)
+  return run_dir, experiments.train_command(run_dir, [GIN_FILES[method], 'local.gin'], bindings)
 
 
 def train_all(root, replay_dir, game):
@@ -242,4 +236,5 @@ def main(argv):
 
 
 if __name__ == '__main__':
+  define_flags()
   app.run(main)

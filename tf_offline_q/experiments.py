@@ -12,7 +12,12 @@ points as the README. The rest are small in-process helpers around them:
   data_returns        returns of the finished episodes of a Dopamine dataset;
   random_returns      returns of uniform random play with the evaluation
                       protocol (the 0 of the normalised score);
-  eval_records        a run's `eval/returns.jsonl`.
+  eval_records        a run's `eval/returns.jsonl`;
+  train_command       a `launch/train.py` command line from gin files and
+                      {gin parameter: Python value} bindings;
+  dopamine_run_bindings  the bindings of a run on Dopamine-format data with
+                      the paper's evaluation protocol (bench/learning.py and
+                      bench/paper_figures.py).
 """
 import json
 import os
@@ -21,7 +26,7 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -209,3 +214,56 @@ def eval_records(run_dir: str) -> List[dict]:
     return []
   with open(path, encoding='utf-8') as f:
     return [json.loads(line) for line in f if line.strip()]
+
+
+def train_command(run_dir: str, gin_files: Sequence[str],
+                  bindings: Mapping[str, Any]) -> List[str]:
+  """`launch/train.py` for `run_dir` (repository-relative script path).
+
+  Args:
+    run_dir: the run directory (`--root_dir`).
+    gin_files: gin files in order (bare names are looked up in gin/).
+    bindings: {gin parameter: Python value}, in order; each value is written
+      as a gin literal (`repr`: strings quoted, numbers and booleans as Python
+      writes them), after the gin files, so it overrides them.
+  Returns:
+    The command line, without the Python interpreter.
+  """
+  return ['launch/train.py', f'--root_dir={run_dir}',
+          *(f'--gin_file={name}' for name in gin_files),
+          *(f'--gin_bindings={name}={value!r}' for name, value in bindings.items())]
+
+
+def dopamine_run_bindings(game: str, replay_dir: str, method: str, seed: int, *,
+                          train_steps: int, batch_size: int, learning_rate: float,
+                          target_update_period: int, eval_interval: int, eval_steps: int,
+                          eval_max_episodes: int, max_episode_frames: int,
+                          checkpoint_interval: int) -> Dict[str, Any]:
+  """train.py bindings of one run on Dopamine-format data (`replay_dir`).
+
+  The paper's evaluation protocol (sticky actions 0.25, epsilon 0.001, the
+  game's minimal action set) on a reduced budget; both agents (CQL and BC)
+  with the same learning rate; no policy export during training (only the
+  final one if `policies/` holds an export). Callers add their own bindings
+  (data subset, cql_alpha, backbone, ...) to the returned dict.
+  """
+  return {
+      'train_eval.game': game,
+      'train_eval.data_source': f'dopamine:{replay_dir}',
+      'train_eval.method': method,
+      'train_eval.seed': seed,
+      'train_eval.num_train_steps': train_steps,
+      'train_eval.batch_size': batch_size,
+      'train_eval.eval_interval': eval_interval,
+      'train_eval.eval_steps': eval_steps,
+      'train_eval.eval_max_episodes': eval_max_episodes,
+      'train_eval.max_episode_frames': max_episode_frames,
+      'train_eval.eval_epsilon': 0.001,
+      'train_eval.sticky_action_prob': 0.25,
+      'train_eval.full_action_space': False,
+      'train_eval.policy_save_interval': 0,
+      'train_eval.checkpoint_interval': checkpoint_interval,
+      'CqlC51Agent.learning_rate': learning_rate,
+      'CqlC51Agent.target_update_period': target_update_period,
+      'bc.BehavioralCloningAgent.learning_rate': learning_rate,
+  }
