@@ -14,6 +14,9 @@ episode, else 0), and on it, `--seeds` seeds of
   q_transformer_softmax
   q_transformer_no_mc
   q_transformer_one_step
+  q_transformer_bc               imitation of the whole dataset on Q-Transformer's own
+                                 network: per-dimension cross-entropy towards the dataset's
+                                 bins, the same greedy decoding (gin/q_transformer_bc.gin)
   sequence_bc                    imitation of the whole dataset: the DT's transformer
                                  without return tokens (dt_common.gin + dt_sequence_bc.gin)
   dt                             the Decision Transformer (dt_common.gin), target return
@@ -31,14 +34,16 @@ interrupted one resumes from its checkpoint (bench/continuous.py's
 Fetch the normalised score is the success rate (reference scores random 0,
 1.0 = always succeeds: `continuous.write_reference_scores`).
 
-"BC on the same transformer" is sequence BC on the DT's transformer: there is
-no imitation agent on Q-Transformer's action transformer yet.
+"BC on the same transformer" is q_transformer_bc: the same
+`ActionTransformerQNetwork`, discretisation, windows' steps and greedy policy as
+q_transformer, only the loss differs (agents/q_transformer_bc.py); sequence_bc
+is imitation on another network (the DT's).
 
 Claims to check (the paper): Q-Transformer uses the failed episodes to beat
 imitation; both the conservative term and the MC bound matter; n-step
 returns learn faster than one-step.
 
-Budget (the defaults: 8 methods x 3 seeds = 24 runs of 1,000 updates at batch
+Budget (the defaults: 9 methods x 3 seeds = 27 runs of 1,000 updates at batch
 64, evaluated at 500 and 1,000 with 10 greedy episodes of <= 50 steps). Measured
 on the shared 2 cores while two other training jobs ran (load average ~4.4;
 this run niced), `launch/train.py --gin_file=q_transformer.gin
@@ -50,15 +55,17 @@ in the first 100 updates, ~70 s for the SavedModel export, ~8 s per
 continuous_local.gin size ran at ~12 updates/s (DT), ~14 (sequence BC) and ~6
 (QT) in the lead's concurrent runs of bench/qt.py on the same machine at the
 same time, so with the same fixed costs (~125 s) and evaluations (~15 s DT,
-~20 s QT) a run takes ~280 s (DT, sequence BC) and ~330 s (QT). One seed:
-5 x 150 + 2 x 280 + 330 ~ 1,640 s ~ 27 min; 3 seeds ~ 82 min under that load.
-The machine alone roughly doubles every rate, hence about 45 min to an hour;
-`--train_steps` scales the training part (5 x 14 + 2 x 83 + 167 ~ 400 s per
+~20 s QT) a run takes ~280 s (DT, sequence BC) and ~330 s (QT); q_transformer_bc
+(one network pass per update, Q-Transformer two) is counted as a Q-Transformer
+run. One seed: 6 x 150 + 2 x 280 + 330 ~ 1,790 s ~ 30 min; 3 seeds ~ 90 min under
+that load. The machine alone roughly doubles every rate, hence about an hour;
+`--train_steps` scales the training part (6 x 14 + 2 x 83 + 167 ~ 420 s per
 seed per 1,000 updates under load).
 
 `--smoke`: a tiny FetchPush dataset under ROOT/smoke_data (10 demonstrations,
-20 autonomous episodes), 1 seed of q_transformer, sequence_bc, dt and qt, 100
-updates each and one 2-episode evaluation, and the report (a few minutes).
+20 autonomous episodes), 1 seed of q_transformer, q_transformer_bc, sequence_bc,
+dt and qt, 100 updates each and one 2-episode evaluation, and the report (a few
+minutes).
 
 This script reuses bench/continuous.py's helpers and flags (--data_root,
 --root_dir, --seeds, --methods, --train_steps, --eval_interval,
@@ -78,7 +85,8 @@ sys.path.insert(0, REPO)
 from bench import continuous as bench_continuous  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 Q_TRANSFORMER_METHODS = ('q_transformer', 'q_transformer_no_conservative',
-                         'q_transformer_softmax', 'q_transformer_no_mc', 'q_transformer_one_step')
+                         'q_transformer_softmax', 'q_transformer_no_mc', 'q_transformer_one_step',
+                         'q_transformer_bc')
 BASELINES = ('sequence_bc', 'dt', 'qt')
 METHODS = Q_TRANSFORMER_METHODS + BASELINES
 DATASET_ID = 'fetch/push-qtransformer-v0'
@@ -150,7 +158,7 @@ def main(argv):
   if FLAGS.smoke:
     data_root = os.path.join(root, 'smoke_data')
     dataset_id, num_demos, num_autonomous = SMOKE_DATASET_ID, 10, 20
-    methods = ['q_transformer', 'sequence_bc', 'dt', 'qt']
+    methods = ['q_transformer', 'q_transformer_bc', 'sequence_bc', 'dt', 'qt']
     seeds, train_steps, eval_interval, eval_episodes = 1, 100, 100, 2
   else:
     data_root = os.path.abspath(FLAGS.data_root or os.path.join(root, 'data'))

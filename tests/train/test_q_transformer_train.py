@@ -200,8 +200,8 @@ def test_success_rate_records_and_reference_scores(tmp_path):
     continuous.make_continuous_eval_record(fetch, 7, result, [True] * 3)
   path = continuous.write_reference_scores(str(tmp_path / 'refs.json'), [fetch, maze])
   scores = json.load(open(path))
-  assert scores[DATASET_ID] == {'random': 0.0, 'dqn_replay': 1.0}
-  assert scores['test/maze-v0'] == {'random': 0.0, 'dqn_replay': 100.0}
+  assert scores[DATASET_ID] == {'random': 0.0, 'dqn_replay': 1.0, 'one_means': 'success rate 1'}
+  assert scores['test/maze-v0'] == {'random': 0.0, 'dqn_replay': 100.0, 'one_means': 'expert'}
 
 
 # The continuous-control files (tests/train/test_gin_files.py checks the Atari ones).

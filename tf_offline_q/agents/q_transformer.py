@@ -230,6 +230,10 @@ def _is_flat_state(observation_spec) -> bool:
 class QTransformerAgent(tf_agent.TFAgent):
   """Q-Transformer with the conservative and Monte-Carlo terms; greedy policies."""
 
+  # A subclass whose loss reads no target network (agents/q_transformer_bc.py)
+  # sets this False: none is built, updated or checkpointed.
+  uses_target_network = True
+
   def __init__(self,
                time_step_spec,
                action_spec,
@@ -282,7 +286,7 @@ class QTransformerAgent(tf_agent.TFAgent):
     self._q_network = q_network
     self._q_network.create_variables()
     self._target_q_network = common.maybe_copy_target_network_with_checks(
-        q_network, None, name='TargetQNetwork')
+        q_network, None, name='TargetQNetwork') if self.uses_target_network else None
     self._optimizer = optimizer if optimizer is not None else tf.keras.optimizers.Adam(
         learning_rate)
     self._cql_alpha = cql_alpha
@@ -298,7 +302,7 @@ class QTransformerAgent(tf_agent.TFAgent):
         lambda: common.soft_variables_update(self._q_network.variables,
                                              self._target_q_network.variables, tau,
                                              tau_non_trainable=1.0),
-        target_update_period, 'update_target')
+        target_update_period, 'update_target') if self.uses_target_network else tf.no_op
     policy = GreedyAutoregressivePolicy(time_step_spec, action_spec, q_network,
                                         self._discretizer)
     self._observation_spec = time_step_spec.observation
@@ -350,6 +354,8 @@ class QTransformerAgent(tf_agent.TFAgent):
     return experience, weights
 
   def _initialize(self):
+    if not self.uses_target_network:
+      return tf.no_op()
     return common.soft_variables_update(self._q_network.variables,
                                         self._target_q_network.variables, tau=1.0)
 

@@ -147,8 +147,28 @@ class ActionTransformerQNetwork(network.Network):
         features = layer(features)
     return self._state_projection(features)
 
+  def q_logits(self, encoding, action_bins, training=False):
+    """The pre-sigmoid outputs Dense_N(h_i) of every dimension i and bin k
+    (`q_values` without the sigmoid; the logits of imitation on this network,
+    agents/q_transformer_bc.py).
+
+    Args:
+      encoding: `[B, W]` from `encode`.
+      action_bins: `[B, d_A]` integer bins; column i only affects outputs > i
+        (the last column affects nothing).
+    Returns:
+      `[B, d_A, num_bins]` real-valued logits.
+    """
+    tokens = encoding[:, None, :]                                       # [B, 1, W]
+    if self._action_dims > 1:
+      offsets = tf.range(self._action_dims - 1, dtype=tf.int32) * self._num_bins
+      previous = tf.cast(action_bins[:, :-1], tf.int32) + offsets       # [B, d_A - 1]
+      tokens = tf.concat([tokens, self._bin_embedding(previous)], axis=1)
+    h = self._transformer(tokens, training=training)                    # [B, d_A, W]
+    return self._q_head(h)
+
   def q_values(self, encoding, action_bins, training=False):
-    """Q(s, a^{1:i-1}, a^i = k) for every dimension i and bin k.
+    """Q(s, a^{1:i-1}, a^i = k) = sigmoid(`q_logits`) for every dimension i and bin k.
 
     Args:
       encoding: `[B, W]` from `encode`.
@@ -157,13 +177,7 @@ class ActionTransformerQNetwork(network.Network):
     Returns:
       `[B, d_A, num_bins]` Q-values in [0, 1].
     """
-    tokens = encoding[:, None, :]                                       # [B, 1, W]
-    if self._action_dims > 1:
-      offsets = tf.range(self._action_dims - 1, dtype=tf.int32) * self._num_bins
-      previous = tf.cast(action_bins[:, :-1], tf.int32) + offsets       # [B, d_A - 1]
-      tokens = tf.concat([tokens, self._bin_embedding(previous)], axis=1)
-    h = self._transformer(tokens, training=training)                    # [B, d_A, W]
-    return tf.sigmoid(self._q_head(h))
+    return tf.sigmoid(self.q_logits(encoding, action_bins, training=training))
 
   def call(self, inputs, step_type=None, network_state=(), training=False):
     """`(observation, action_bins)` -> `(Q [B, d_A, num_bins], network_state)`."""

@@ -3,15 +3,16 @@
 `train_eval` runs one loop (TF-Agents `Learner`, checkpoints, resume,
 TensorBoard, SavedModel export, periodic evaluation to `eval/returns.jsonl`)
 for every agent; for the agents on continuous control (`agent_type` 'dt',
-'sequence_bc', 'qt' and 'q_transformer', `CONTINUOUS_AGENTS`) this module
-gives the three parts that differ. Each agent says which Reverb windows it
+'sequence_bc', 'qt', 'q_transformer' and 'q_transformer_bc',
+`CONTINUOUS_AGENTS`) this module gives the three parts that differ. Each agent says which Reverb windows it
 trains on (`window_layout`, known from gin before it is built:
 `configured_layout`): the DT's K = `DecisionTransformerNetwork.context_length`
 steps; QT's also carry the observation after their last step; Q-Transformer's
 are K = `QTransformerAgent.n_step` steps with s_{t+n} and the discounted
 Monte-Carlo return-to-go G_t (gamma = `QTransformerAgent.gamma`, per episode,
 at write time), which the agent turns into its per-step batch
-(`q_transformer.batch_from_window`).
+(`q_transformer.batch_from_window`); Q-Transformer BC's are the same layout
+with K = 1 (`q_transformer_bc.window_layout`).
 
   data   `load_dataset`: a Minari dataset ('minari:ROOT:DATASET_ID') or a D4RL
          HDF5 file ('d4rl:PATH'), checked against the evaluation environment;
@@ -19,7 +20,8 @@ at write time), which the agent turns into its per-step batch
          (`reverb_windows`, checkpointed under the run like the Atari tables).
   agent  `make_continuous_agent`: the `DecisionTransformerAgent` (sequence BC is
          the same agent with `condition_on_returns=False`), `QtAgent`, or the
-         `QTransformerAgent` on an `ActionTransformerQNetwork`, with the
+         `QTransformerAgent` (or `QTransformerBcAgent`: behaviour cloning on
+         the same network) on an `ActionTransformerQNetwork`, with the
          dataset's state mean / std and (DT, QT), unless gin sets one, the
          dataset's `ref_max_score` (the expert's return) as the target return.
   eval   `evaluate_continuous`: whole episodes in a `PyDriver` with the greedy
@@ -49,6 +51,7 @@ from tf_agents.trajectories import time_step as ts
 
 from tf_offline_q.agents import decision_transformer as dt
 from tf_offline_q.agents import q_transformer
+from tf_offline_q.agents import q_transformer_bc
 from tf_offline_q.agents import qt
 from tf_offline_q.data import minari_data
 from tf_offline_q.data import reverb_windows
@@ -56,7 +59,7 @@ from tf_offline_q.eval import evaluation
 from tf_offline_q.eval import normalization
 from tf_offline_q.networks import action_transformer
 
-CONTINUOUS_AGENTS = ('dt', 'sequence_bc', 'qt', 'q_transformer')
+CONTINUOUS_AGENTS = ('dt', 'sequence_bc', 'qt', 'q_transformer', 'q_transformer_bc')
 DEFAULT_EVAL_EPISODES = 10
 # Environment families whose episode return is 1 on success, else 0: their
 # score is the success rate (reference scores random 0, 1.0 = always succeeds).
@@ -81,8 +84,10 @@ def is_continuous_agent(agent_type: str) -> bool:
 def configured_classes(agent_type: str):
   """[(gin configurable, arguments `make_continuous_agent` passes itself)] of
   an agent type: `train_eval` records the others as the run's fixed settings."""
-  if agent_type == 'q_transformer':
-    return [(q_transformer.QTransformerAgent, Q_TRANSFORMER_AGENT_ARGS_SET_HERE),
+  if agent_type in ('q_transformer', 'q_transformer_bc'):
+    agent = (q_transformer.QTransformerAgent if agent_type == 'q_transformer' else
+             q_transformer_bc.QTransformerBcAgent)
+    return [(agent, Q_TRANSFORMER_AGENT_ARGS_SET_HERE),
             (action_transformer.ActionTransformerQNetwork, Q_TRANSFORMER_NETWORK_ARGS_SET_HERE)]
   agent = qt.QtAgent if agent_type == 'qt' else dt.DecisionTransformerAgent
   return [(agent, AGENT_ARGS_SET_HERE), (dt.DecisionTransformerNetwork, NETWORK_ARGS_SET_HERE)]
@@ -159,20 +164,21 @@ def make_continuous_agent(agent_type: str, time_step_spec, action_spec,
                           observation_std: Optional[np.ndarray] = None,
                           default_target_return: Optional[float] = None,
                           train_step_counter: Optional[tf.Variable] = None):
-  """The DT ('dt'), sequence-BC ('sequence_bc'), QT ('qt') or Q-Transformer
-  ('q_transformer') agent (call under `strategy.scope()`); sizes and
-  optimiser come from gin (`DecisionTransformerNetwork`,
-  `DecisionTransformerAgent`, `QtAgent`; `ActionTransformerQNetwork`,
-  `QTransformerAgent`)."""
+  """The DT ('dt'), sequence-BC ('sequence_bc'), QT ('qt'), Q-Transformer
+  ('q_transformer') or Q-Transformer BC ('q_transformer_bc') agent (call
+  under `strategy.scope()`); sizes and optimiser come from gin
+  (`DecisionTransformerNetwork`, `DecisionTransformerAgent`, `QtAgent`;
+  `ActionTransformerQNetwork`, `QTransformerAgent`, `QTransformerBcAgent`)."""
   if agent_type not in CONTINUOUS_AGENTS:
     raise ValueError(f'Unknown continuous agent_type {agent_type!r}; expected one of '
                      f'{CONTINUOUS_AGENTS}')
-  if agent_type == 'q_transformer':  # gin: ActionTransformerQNetwork, QTransformerAgent
+  if agent_type in ('q_transformer', 'q_transformer_bc'):
+    # gin: ActionTransformerQNetwork, QTransformerAgent / QTransformerBcAgent
     q_network = action_transformer.ActionTransformerQNetwork(
         time_step_spec.observation, action_spec, observation_mean=observation_mean,
         observation_std=observation_std)
-    return q_transformer.QTransformerAgent(time_step_spec, action_spec, q_network,
-                                           train_step_counter=train_step_counter)
+    agent = configured_classes(agent_type)[0][0]
+    return agent(time_step_spec, action_spec, q_network, train_step_counter=train_step_counter)
   network = dt.DecisionTransformerNetwork(
       time_step_spec.observation, action_spec,
       condition_on_returns=agent_type != 'sequence_bc',
@@ -285,8 +291,11 @@ def configured_layout(agent_type: Optional[str], observation_dim: int,
   """The windows the agent of `agent_type` will ask for (`window_layout`), from
   gin, before it is built (the Reverb table is made and filled first):
   'q_transformer': K = `QTransformerAgent.n_step`, s_{t+n}, G_t with its
-  gamma; 'qt': the DT's K plus the next observation; 'dt' / 'sequence_bc':
-  K = `DecisionTransformerNetwork.context_length`."""
+  gamma; 'q_transformer_bc': the same with K = 1 (fixed); 'qt': the DT's K
+  plus the next observation; 'dt' / 'sequence_bc': K =
+  `DecisionTransformerNetwork.context_length`."""
+  if agent_type == 'q_transformer_bc':
+    return q_transformer_bc.window_layout(observation_dim, action_dim)
   if agent_type == 'q_transformer':
     gamma = _configured(q_transformer.QTransformerAgent, 'gamma')
     return reverb_windows.WindowLayout(
@@ -388,14 +397,17 @@ def make_continuous_eval_record(metadata: Dict[str, Any], step: int,
 def write_reference_scores(path: str, metadatas: Sequence[Dict[str, Any]]) -> str:
   """A report.py reference-scores file for these datasets, keyed by dataset id
   (the runs' `game`): random = ref_min_score and the 1.0 point ('dqn_replay')
-  = ref_max_score, so report.py's normalised scores are D4RL scores / 100;
-  success-scale datasets (Fetch) get random 0 and 1.0, so the report's
-  scores are success rates."""
-  scores = {}
+  = ref_max_score ("one_means": "expert"), so report.py's normalised scores
+  are D4RL scores / 100; success-scale datasets (Fetch) get random 0 and 1.0
+  ("one_means": "success rate 1"), so the report's scores are success rates."""
+  scores, one_means = {}, {}
   for metadata in metadatas:
+    name = dataset_name(metadata)
     if is_success_scale(metadata):
-      scores[dataset_name(metadata)] = {'random': 0.0, 'dqn_replay': 1.0}
+      scores[name] = {'random': 0.0, 'dqn_replay': 1.0}
+      one_means[name] = 'success rate 1'
       continue
-    row = normalization.d4rl_reference_scores(metadata, f'dataset {dataset_name(metadata)!r}')
-    scores[dataset_name(metadata)] = {'random': row.random, 'dqn_replay': row.dqn_replay}
-  return normalization.write_reference_scores(path, scores)
+    row = normalization.d4rl_reference_scores(metadata, f'dataset {name!r}')
+    scores[name] = {'random': row.random, 'dqn_replay': row.dqn_replay}
+    one_means[name] = 'expert'
+  return normalization.write_reference_scores(path, scores, one_means)
