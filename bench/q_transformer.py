@@ -43,24 +43,15 @@ Claims to check (the paper): Q-Transformer uses the failed episodes to beat
 imitation; both the conservative term and the MC bound matter; n-step
 returns learn faster than one-step.
 
-Budget (the defaults: 9 methods x 3 seeds = 27 runs of 1,000 updates at batch
-64, evaluated at 500 and 1,000 with 10 greedy episodes of <= 50 steps). Measured
-on the shared 2 cores while two other training jobs ran (load average ~4.4;
-this run niced), `launch/train.py --gin_file=q_transformer.gin
---gin_file=q_transformer_local.gin` on a 250-episode FetchPush dataset, 600
-updates: Q-Transformer trains at 60-80 updates/s; per run ~35 s of start-up
-(imports, Reverb fill of 10K steps, the Learner's tracing), ~20 s of tracing
-in the first 100 updates, ~70 s for the SavedModel export, ~8 s per
-10-episode evaluation: ~150 s per 1,000-update run. The sequence agents at
-continuous_local.gin size ran at ~12 updates/s (DT), ~14 (sequence BC) and ~6
-(QT) in the lead's concurrent runs of bench/qt.py on the same machine at the
-same time, so with the same fixed costs (~125 s) and evaluations (~15 s DT,
-~20 s QT) a run takes ~280 s (DT, sequence BC) and ~330 s (QT); q_transformer_bc
-(one network pass per update, Q-Transformer two) is counted as a Q-Transformer
-run. One seed: 6 x 150 + 2 x 280 + 330 ~ 1,790 s ~ 30 min; 3 seeds ~ 90 min under
-that load. The machine alone roughly doubles every rate, hence about an hour;
-`--train_steps` scales the training part (6 x 14 + 2 x 83 + 167 ~ 420 s per
-seed per 1,000 updates under load).
+Budget (the defaults: 9 methods x 3 seeds = 27 runs of 2,000 updates at batch
+64, evaluated at 1,000 and 2,000 with 20 greedy episodes of <= 50 steps).
+Measured on 2026-11-30 (the README's results), the 27 runs in three processes
+side by side (Q-Transformer and its ablations; DT, sequence BC and QT;
+q_transformer_bc) while bench/scaled_ql.py and test runs shared the 2 cores
+(load average 5-12): per run q_transformer* 178-309 s, q_transformer_bc
+88-96 s, sequence BC 267-297 s, DT 313-475 s, QT 425-614 s; 61 minutes of wall
+time for the whole set. One process alone on an idle machine should take
+about that long (not measured).
 
 `--smoke`: a tiny FetchPush dataset under ROOT/smoke_data (10 demonstrations,
 20 autonomous episodes), 1 seed of q_transformer, q_transformer_bc, sequence_bc,
@@ -98,9 +89,9 @@ flags.DEFINE_integer('num_autonomous', 475, 'Autonomous episodes in a generated 
 FLAGS = flags.FLAGS
 FLAGS.set_default('root_dir', 'runs/q_transformer')
 FLAGS.set_default('methods', list(METHODS))
-FLAGS.set_default('train_steps', 1000)
-FLAGS.set_default('eval_interval', 500)
-FLAGS.set_default('eval_episodes', 10)
+FLAGS.set_default('train_steps', 2000)
+FLAGS.set_default('eval_interval', 1000)
+FLAGS.set_default('eval_episodes', 20)
 
 
 def gin_files(method):
