@@ -33,6 +33,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from tf_offline_q import console  # pylint: disable=g-import-not-at-top
 from tf_offline_q import cli  # pylint: disable=g-import-not-at-top
 from tf_offline_q import files  # pylint: disable=g-import-not-at-top
+from tf_offline_q.data import action_sets  # pylint: disable=g-import-not-at-top
 from tf_offline_q.data import dqn_replay  # pylint: disable=g-import-not-at-top
 from tf_offline_q.data import reverb_stream  # pylint: disable=g-import-not-at-top
 
@@ -51,6 +52,13 @@ flags.DEFINE_enum('mode', 'uniform', list(dqn_replay.SUBSET_MODES),
 flags.DEFINE_integer('seed', 0, 'Seed of the uniform subset.')
 flags.DEFINE_integer('shard_index', 0, 'This server\'s shard of the subset.')
 flags.DEFINE_integer('num_shards', 1, 'Servers sharing each game.')
+flags.DEFINE_bool('full_action_space', False,
+                  'The learners play the full action set (18 ALE / 6 MinAtar actions, as '
+                  'multi-game runs): minimal-set data (DQN-Replay) is mapped to it '
+                  '(tf_offline_q/data/action_sets.py).')
+flags.DEFINE_enum('data_action_set', None, ['minimal', 'full'],
+                  'The set the data\'s actions index (default: what the data records, else '
+                  'DQN-Replay\'s minimal set for ALE games).')
 flags.DEFINE_integer('stack_size', 4, 'Frames per stacked state.')
 flags.DEFINE_integer('n_step', 3, 'n of the n-step transitions.')
 flags.DEFINE_integer('port', None, 'gRPC port (default: a free one).')
@@ -104,9 +112,11 @@ def start_and_fill(f):
               f'{f.checkpoint_dir}', flush=True)
         continue
       source = make_source(game, f)
+      action_map = action_sets.action_map(game, source, f.full_action_space,
+                                          f.data_action_set)
       stats = server.fill_from(game, source, fraction=f.fraction, mode=f.mode,
                                seed=f.seed, shard_index=f.shard_index,
-                               num_shards=f.num_shards)
+                               num_shards=f.num_shards, action_map=action_map)
       filled = True
       print(f'{game}: {stats.episodes} episodes, {stats.steps} steps, '
             f'{stats.items} items in {stats.seconds:.1f}s '

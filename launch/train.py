@@ -6,7 +6,8 @@ r"""Trains an agent offline on DQN-Replay data and evaluates it on ALE.
       --gin_bindings="train_eval.data_source='dopamine:/data/Pong/1/replay_logs'"
 
 Flags: --root_dir, --gin_file (repeatable; names are looked up in gin/ too),
---gin_bindings (repeatable), TF-Agents' --tpu / --use_gpu. Multi-worker runs
+--gin_bindings (repeatable), TF-Agents' --tpu / --use_gpu, --cpu_replicas (a
+MirroredStrategy over N logical CPUs, for tests). Multi-worker runs
 take their cluster from TF_CONFIG. Everything else is gin (`train_eval`,
 `CqlC51Agent`, `BehavioralCloningAgent`). Running the same command again
 resumes from the newest intact checkpoint in --root_dir. One process at a time
@@ -36,6 +37,9 @@ GIN_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'gin')
 flags.DEFINE_string('root_dir', None, 'Run directory (checkpoints, summaries, evaluations).')
 flags.DEFINE_multi_string('gin_file', [], 'Gin files; bare names are looked up in gin/.')
 flags.DEFINE_multi_string('gin_bindings', [], 'Gin bindings, e.g. "train_eval.game=\'Pong\'".')
+flags.DEFINE_integer('cpu_replicas', 0,
+                     'MirroredStrategy over this many logical CPU devices (> 1): runs the '
+                     'data-parallel path on a CPU-only machine (tests); not faster.')
 flags.mark_flag_as_required('root_dir')
 FLAGS = flags.FLAGS
 
@@ -63,7 +67,7 @@ def main(argv):
   console.quiet_third_party()
   with cli.user_errors('train.py'):
     parse_gin(FLAGS.gin_file, FLAGS.gin_bindings)
-    strategy = strategy_lib.make_strategy(FLAGS.tpu, FLAGS.use_gpu)
+    strategy = strategy_lib.make_strategy(FLAGS.tpu, FLAGS.use_gpu, FLAGS.cpu_replicas)
     train_eval_lib.train_eval(FLAGS.root_dir, strategy=strategy)
 
 

@@ -149,12 +149,14 @@ def _references(path):
 
 @pytest.fixture(scope='module')
 def pretrained(data_root, tmp_path_factory):
-  """launch/train.py on two games: 20 updates, an evaluation of both (no policy export:
-  saved multi-game policies in PyDrivers are tests/agents/test_multi_game.py's)."""
+  """launch/train.py on two games under a MirroredStrategy over 2 logical CPUs
+  (`--cpu_replicas=2`): 20 updates, a checkpoint, an evaluation of both games and the
+  exported policies (played by launch/evaluate.py below)."""
   root = str(tmp_path_factory.mktemp('pretrained') / 'run')
   references = _references(os.path.join(os.path.dirname(root), 'references.json'))
   command = [
       sys.executable, os.path.join(conftest.REPO, 'launch', 'train.py'), f'--root_dir={root}',
+      '--cpu_replicas=2',
       '--gin_file=scaled_ql_resnet34.gin', '--gin_file=scaled_ql_local.gin',
       f'--gin_bindings=GAMES={list(GAMES[:2])}',
       f"--gin_bindings=train_eval.data_source='dopamine:{data_root}/{{game}}/1/replay_logs'",
@@ -163,15 +165,21 @@ def pretrained(data_root, tmp_path_factory):
       '--gin_bindings=train_eval.steps_per_run=10', '--gin_bindings=train_eval.eval_interval=20',
       '--gin_bindings=train_eval.eval_steps=30', '--gin_bindings=train_eval.eval_max_episodes=1',
       '--gin_bindings=train_eval.max_episode_frames=30',
-      '--gin_bindings=train_eval.policy_save_interval=0',
+      '--gin_bindings=train_eval.policy_save_interval=20',
       '--gin_bindings=train_eval.checkpoint_interval=20']
-  done = subprocess.run(command, capture_output=True, text=True, env=conftest.env(), timeout=1800)
+  done = subprocess.run(command, capture_output=True, text=True, env=conftest.env(), timeout=3600)
   assert done.returncode == 0, done.stderr[-3000:] + done.stdout[-3000:]
   return root, done.stdout, references
 
 
 def test_train_py_on_two_games_writes_per_game_records_and_policies(pretrained, tmp_path):
   root, stdout, references = pretrained
+  # Data-parallel: two replicas, each with its own mixed batch of 4 (2 per game).
+  assert 'MirroredStrategy with 2 replica(s)' in stdout
+  assert os.path.exists(os.path.join(root, 'train', 'checkpoints', 'ckpt-20.index'))
+  greedy = os.path.join(root, 'policies', 'greedy_policy')
+  assert export.exported_step(greedy) == 20
+  assert export.read_export_info(greedy)['games'] == list(GAMES[:2])
   records = evaluation.read_eval_records(root)
   assert [(r['game'], r['step']) for r in records] == [(GAMES[1], 20), (GAMES[0], 20)]
   assert all(r['normalized'] == r['mean_return'] for r in records)  # the references 0 / 1
@@ -185,6 +193,55 @@ def test_train_py_on_two_games_writes_per_game_records_and_policies(pretrained, 
                                 reference_scores=references)
   method = summary['methods']['cql_resnet_micro_feature_norm']
   assert method['games'] == sorted(GAMES[:2]) and method['final_step'] == 20
+
+
+def _load_evaluate():
+  """launch/evaluate.py as a module (its flags are only defined when it runs as a script)."""
+  import importlib.util  # pylint: disable=g-import-not-at-top
+  spec = importlib.util.spec_from_file_location(
+      'tfoq_evaluate_multi_game', os.path.join(conftest.REPO, 'launch', 'evaluate.py'))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def test_evaluate_py_plays_every_game_of_a_multi_game_policy(pretrained, tmp_path):
+  """The exported multi-game policy, every game by default: per-game results in the
+  single-game format, normalised scores (reference file) and the IQM across games."""
+  root, _, references = pretrained
+  greedy = os.path.join(root, 'policies', 'greedy_policy')
+  output = str(tmp_path / 'eval.json')
+  done = subprocess.run(
+      [sys.executable, os.path.join(conftest.REPO, 'launch', 'evaluate.py'),
+       f'--policy_dir={greedy}', '--num_steps=10', '--max_episode_frames=15', '--seed=0',
+       f'--reference_scores={references}', f'--output={output}'],
+      capture_output=True, text=True, env=conftest.env(), timeout=900)
+  assert done.returncode == 0, done.stderr[-3000:] + done.stdout[-3000:]
+  report = json.load(open(output))
+  assert report['policy_games'] == list(GAMES[:2]) and report['train_step'] == 20
+  assert sorted(report['results']) == sorted(GAMES[:2])      # (the JSON's keys are sorted)
+  for g, game in enumerate(GAMES[:2]):
+    result = report['results'][game]
+    assert result['game_id'] == g and result['full_action_space'] is True
+    # The budget (10 steps) ends inside an episode, which is finished (cap: 15 steps).
+    assert result['num_steps'] >= 10 and max(result['lengths']) <= 15
+    assert result['normalized'] == pytest.approx(result['mean_return'])  # references 0 / 1
+    assert f'{game}: mean return' in done.stdout
+  scores = [report['results'][g]['normalized'] for g in GAMES[:2]]
+  assert report['iqm_normalized'] == pytest.approx(np.mean(scores))
+  assert 'IQM normalised over 2 game(s)' in done.stdout
+
+  # A subset is played with each game's own id; a game the policy has not seen is refused.
+  evaluate = _load_evaluate()
+  subset = evaluate.evaluate_saved_policy(
+      greedy, [GAMES[1]], str(tmp_path / 'subset.json'), num_steps=5, epsilon=0.0,
+      sticky_action_prob=0.0, seed=0, max_episode_frames=5)
+  assert list(subset['results']) == [GAMES[1]] and subset['results'][GAMES[1]]['game_id'] == 1
+  assert subset['results'][GAMES[1]]['normalized'] is None     # no reference scores given
+  with pytest.raises(ValueError, match=r"not trained on \['MinAtar-Freeway'\]: its games are"):
+    evaluate.evaluate_saved_policy(greedy, [GAMES[0], GAMES[2]], str(tmp_path / 'x.json'),
+                                   num_steps=5, epsilon=0.0, sticky_action_prob=0.0, seed=0)
+  assert not os.path.exists(tmp_path / 'x.json')
 
 
 def _checkpoint_values(run_dir):

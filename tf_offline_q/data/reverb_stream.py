@@ -70,6 +70,7 @@ from tf_agents.trajectories import trajectory
 
 from tf_offline_q import files
 from tf_offline_q import specs
+from tf_offline_q.data import action_sets
 from tf_offline_q.data import dqn_replay
 
 Episode = dqn_replay.Episode
@@ -387,7 +388,8 @@ def iterate_source(source: Source,
                    mode: str = 'uniform',
                    seed: int = 0,
                    shard_index: int = 0,
-                   num_shards: int = 1) -> Iterator[Episode]:
+                   num_shards: int = 1,
+                   action_map: Optional[action_sets.ActionMap] = None) -> Iterator[Episode]:
   """Episodes of a subset of a source: the one code path for both formats.
 
   Args:
@@ -395,6 +397,12 @@ def iterate_source(source: Source,
     fraction, mode, seed: the subset (see `dqn_replay.read_selection`).
     shard_index, num_shards: keep every `num_shards`-th selected episode,
       from `shard_index` (split one game over several servers).
+    action_map: maps the recorded (minimal-set) actions to the full set
+      (`action_sets.action_map`); None keeps them as recorded.
+
+  Raises:
+    DataError: (with `action_map`) an action outside the minimal set, naming
+      the file (Dopamine: its `$store$_action` file) or dataset and episode.
   """
   if not 0 <= shard_index < num_shards:
     raise ValueError(f'shard_index must be in [0, {num_shards}), got '
@@ -410,9 +418,18 @@ def iterate_source(source: Source,
                                      mode=mode, seed=seed)
   else:
     raise TypeError(f'Unknown source {source!r}')
-  for i, episode in enumerate(episodes):
-    if i % num_shards == shard_index:
-      yield episode
+  shard = (e for i, e in enumerate(episodes) if i % num_shards == shard_index)
+  yield from action_sets.map_actions(shard, action_map, lambda e: episode_location(source, e))
+
+
+def episode_location(source: Source, episode: Episode) -> str:
+  """Where an episode of `source` is stored, for messages."""
+  if isinstance(source, DopamineSource):
+    path = dqn_replay.checkpoint_filename(source.replay_dir, dqn_replay.STORE_PREFIX + 'action',
+                                          episode.checkpoint_id)
+    return f'{path} (episode {episode.episode_id})'
+  return (f'{os.path.join(source.data_dir, source.name)} (checkpoint_id {episode.checkpoint_id}, '
+          f'episode_id {episode.episode_id})')
 
 
 # ------------------------------------------------------- server checkpoints
@@ -655,10 +672,11 @@ class ReplayServer:
   def fill_from(self, game: str, source: Source, fraction: float = 0.05,
                 mode: str = 'uniform', seed: int = 0, shard_index: int = 0,
                 num_shards: int = 1,
-                chunk_length: Optional[int] = None) -> FillStats:
+                chunk_length: Optional[int] = None,
+                action_map: Optional[action_sets.ActionMap] = None) -> FillStats:
     """`fill` from a source's subset (see `iterate_source`)."""
     return self.fill(game, iterate_source(source, fraction, mode, seed,
-                                          shard_index, num_shards),
+                                          shard_index, num_shards, action_map),
                      chunk_length=chunk_length)
 
   def checkpoint(self) -> str:

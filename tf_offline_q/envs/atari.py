@@ -35,8 +35,9 @@ Example:
   time_step = env.reset()              # observation uint8 [84, 84, 4]
   time_step = env.step(np.int64(3))    # reward float32 [], discount float32 []
 """
+import functools
 import sys
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import ale_py
 import cv2
@@ -118,6 +119,29 @@ def canonical_game_name(name: str) -> str:
         f'{", ".join(GAMES)}; any ALE game is accepted: '
         f'{", ".join(sorted(games.values()))}.')
   return games[squashed]
+
+
+@functools.lru_cache(maxsize=None)
+def minimal_action_set(game: str) -> Tuple[int, ...]:
+  """The game's minimal action set as indices into the full (18-action) set.
+
+  The ALE's own list (`ALEInterface.getMinimalActionSet` of the game's ROM,
+  shipped with ale-py): entry `i` is the `ale_py.Action` that minimal-set
+  action `i` presses, and since the full set is `Action(0) ... Action(17)` in
+  order, its value is the same key's index in the full set. Pong:
+  (0, 1, 3, 4, 11, 12) = NOOP, FIRE, RIGHT, LEFT, RIGHTFIRE, LEFTFIRE.
+  DQN-Replay (Dopamine files, TFDS rlu_atari) stores actions as indices into
+  this set (`data/action_sets.py` maps them to the full set).
+
+  Raises:
+    ValueError: unknown game (see `canonical_game_name`).
+  """
+  name = canonical_game_name(game)
+  rom = gym.spec(f'ALE/{name}-v5').kwargs['game']
+  ale = ale_py.ALEInterface()
+  ale.setLoggerMode(ale_py.LoggerMode.Error)
+  ale.loadROM(ale_py.roms.get_rom_path(rom))
+  return tuple(int(a.value) for a in ale.getMinimalActionSet())
 
 
 def _time_step(step_type, observation, reward, discount) -> ts.TimeStep:
@@ -308,8 +332,10 @@ def make_atari_env(game: str,
   Args:
     game: game name, any case ('pong', 'Pong'); see `canonical_game_name`.
     sticky_action_prob: ALE `repeat_action_probability`, per raw frame.
-    full_action_space: use the 18 legal ALE actions (True, as DQN-Replay) or
-      the game's minimal action set.
+    full_action_space: use the 18 legal ALE actions (True; index i is
+      `ale_py.Action(i)`, the action set every game shares) or the game's
+      minimal action set (the set DQN-Replay was recorded with; see
+      `minimal_action_set`).
     max_episode_frames: raw-frame cap per episode (truncation, discount 1);
       None for no cap.
     frame_skip: raw frames per agent step (the action is repeated).
@@ -337,5 +363,5 @@ def make_atari_env(game: str,
 
 __all__ = [
     'GAMES', 'AtariEnvironment', 'canonical_game_name', 'make_atari_env',
-    'valid_games'
+    'minimal_action_set', 'valid_games'
 ]

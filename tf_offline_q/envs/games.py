@@ -13,7 +13,7 @@ Continuous-control names (`continuous.ENV_NAMES`: 'Hopper-v5', 'Walker2d-v5',
 go to `tf_offline_q.envs.continuous` and are checked first. Their
 environments have float32 vector observations and float32 actions in [-1, 1].
 """
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 from tf_agents.environments import py_environment
 
@@ -46,6 +46,18 @@ def full_action_count(game: str) -> int:
   if minatar.is_minatar_game(game):
     return minatar.NUM_ACTIONS_FULL
   return specs.NUM_ACTIONS_FULL
+
+
+def minimal_action_set(game: str) -> Tuple[int, ...]:
+  """`game`'s minimal action set as indices into its full set (ALE: the ROM's
+  own list, `atari.minimal_action_set`; MinAtar: `Environment.minimal_action_set`).
+  Pong: (0, 1, 3, 4, 11, 12); MinAtar-Breakout: (0, 1, 3)."""
+  if minatar.is_minatar_game(game):
+    return tuple(int(a) for a in minatar.make_minatar_env(game, full_action_space=False).action_set)
+  if continuous.is_continuous_env(game):
+    raise ValueError(f'{game} has continuous actions: no discrete action set')
+  from tf_offline_q.envs import atari  # pylint: disable=g-import-not-at-top
+  return atari.minimal_action_set(game)
 
 
 def valid_games() -> List[str]:

@@ -10,8 +10,10 @@ records. The whole run shares:
     (`games.full_action_count`), so every head is `[actions, atoms]` and an
     action index means the same key in every game. A run mixing ALE and
     MinAtar games, or `full_action_space=False`, is refused (the games'
-    minimal sets differ); the data must have been recorded with the full set
-    (`generate_logged_replay.py --full_action_space`);
+    minimal sets differ). Data recorded with the minimal set (DQN-Replay's
+    ALE games) has its actions mapped to the full set while loading
+    (`data/action_sets.py`); MinAtar data must be recorded with the full set
+    (`generate_logged_replay.py --full_action_space`, which it records);
   * the observation `{'frames': uint8 [84, 84, 4], 'game_id': int32 []}`: the
     replay batches carry it (`data/game_mixture.py`), and each evaluation
     environment adds its game's id to the frames (`GameIdEnvironment`), so the
@@ -75,9 +77,8 @@ def check_games(games: Sequence[str], full_action_space: bool) -> List[str]:
                      'action sets differ (6 vs 18); train them in separate runs')
   if not full_action_space:
     raise ValueError('train_eval.games needs train_eval.full_action_space = True: the games '
-                     'share one action set, the full one (18 ALE, 6 MinAtar actions), and the '
-                     'data must be recorded with it (generate_logged_replay.py '
-                     '--full_action_space)')
+                     'share one action set, the full one (18 ALE, 6 MinAtar actions); '
+                     'minimal-set data (DQN-Replay) is mapped to it (data/action_sets.py)')
   return names
 
 

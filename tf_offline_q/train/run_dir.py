@@ -51,7 +51,7 @@ DAMAGED_DIR = 'damaged_checkpoints'
 # Every other argument may change when a run is resumed.
 FIXED_SETTINGS = ('game', 'games', 'game_weights', 'init_checkpoint', 'agent_type', 'backbone',
                   'variant', 'aggregation', 'feature_normalization', 'n_step',
-                  'full_action_space', 'data_source', 'fraction', 'subset_mode', 'data_seed',
+                  'full_action_space', 'data_action_set', 'data_source', 'fraction', 'subset_mode', 'data_seed',
                   'batch_size', 'seed', 'eval_epsilon', 'sticky_action_prob',
                   'max_episode_frames')
 # Agent constructor arguments that do not shape training (the acting policies'

@@ -18,12 +18,29 @@ def num_workers_in_tf_config() -> int:
   return len(cluster.get('worker', [])) + len(cluster.get('chief', []))
 
 
-def make_strategy(tpu=None, use_gpu=False) -> tf.distribute.Strategy:
+def make_strategy(tpu=None, use_gpu=False, cpu_replicas: int = 0) -> tf.distribute.Strategy:
   """`MultiWorkerMirroredStrategy` when `TF_CONFIG` names several workers,
   else TF-Agents' choice: `TPUStrategy` (`tpu`), `MirroredStrategy` over the
-  GPUs (`use_gpu`), or the default (CPU) strategy."""
-  if num_workers_in_tf_config() > 1:
-    return tf.distribute.MultiWorkerMirroredStrategy()
+  GPUs (`use_gpu`), or the default (CPU) strategy.
+
+  `cpu_replicas` > 1: a `MirroredStrategy` over that many logical CPU devices
+  (the host CPU split; call before TensorFlow initialises its devices). It is
+  not faster: it runs the data-parallel path (per-replica datasets, all-reduce)
+  on a machine without accelerators, e.g. in tests.
+  """
+  if cpu_replicas > 1:
+    if tpu or use_gpu or num_workers_in_tf_config() > 1:
+      raise ValueError('cpu_replicas is for one CPU-only process; not with --tpu, --use_gpu '
+                       'or a multi-worker TF_CONFIG')
+    cpu = tf.config.list_physical_devices('CPU')[0]
+    try:
+      tf.config.set_logical_device_configuration(
+          cpu, [tf.config.LogicalDeviceConfiguration()] * cpu_replicas)
+    except RuntimeError as e:
+      if len(tf.config.list_logical_devices('CPU')) != cpu_replicas:
+        raise ValueError(f'cannot split the CPU into {cpu_replicas} logical devices: '
+                         f'TensorFlow already initialised its devices ({e})') from e
+    return tf.distribute.MirroredStrategy([f'/cpu:{i}' for i in range(cpu_replicas)])
   return strategy_utils.get_strategy(tpu, use_gpu)
 
 

@@ -42,6 +42,7 @@ from tf_agents.utils import common
 from tf_offline_q import progress as progress_lib
 from tf_offline_q.agents import bc
 from tf_offline_q.agents import cql_c51
+from tf_offline_q.data import action_sets
 from tf_offline_q.data import game_mixture
 from tf_offline_q.data import reverb_stream
 from tf_offline_q.envs import games as games_lib
@@ -64,7 +65,7 @@ def agent_class(agent_type: str):
     return cql_c51.CqlC51Agent
   if agent_type == 'bc':
     return bc.BehavioralCloningAgent
-  if agent_type in continuous.CONTINUOUS_AGENTS:  # DT, QtAgent, QTransformerAgent
+  if agent_type in continuous.CONTINUOUS_AGENTS:  # DT, QtAgent, QTransformer(Bc)Agent
     return continuous.configured_classes(agent_type)[0][0]
   raise ValueError(f'Unknown agent_type {agent_type!r}; expected one of '
                    f'{AGENTS + continuous.CONTINUOUS_AGENTS}')
@@ -105,15 +106,22 @@ def _checked_actions(episodes, num_actions: int, data_source: str):
     yield episode
 
 
-def _fill_replay(server, game, data_source, fraction, subset_mode, data_seed, num_actions):
+def _fill_replay(server, game, data_source, fraction, subset_mode, data_seed, num_actions,
+                 full_action_space=False, data_action_set=None):
   if server.is_filled(game):
     logging.info('Reverb table %s restored from its checkpoint; source not reloaded.', game)
     return
   if not data_source:
     raise ValueError('train_eval.data_source is not set: give "dopamine:REPLAY_DIR" or '
                      '"tfds:DATA_DIR:NAME" (or reverb_addresses of filled servers)')
-  episodes = reverb_stream.iterate_source(reverb_stream.parse_source(data_source), fraction,
-                                         subset_mode, data_seed)
+  source = reverb_stream.parse_source(data_source)
+  # Minimal-set data (DQN-Replay) played on the full set: actions mapped (action_sets.py).
+  action_map = action_sets.action_map(game, source, full_action_space, data_action_set)
+  if action_map is not None:
+    print(f'{game}: minimal-set actions mapped to the full set {action_map.full_indices}',
+          flush=True)
+  episodes = reverb_stream.iterate_source(source, fraction, subset_mode, data_seed,
+                                         action_map=action_map)
   filling = progress_lib.Progress(f'Loading {data_source} into Reverb', unit='steps')
 
   def counted(source):
@@ -190,6 +198,7 @@ def train_eval(root_dir: str,
                subset_mode: str = 'uniform',
                data_seed: int = 0,
                full_action_space: bool = False,
+               data_action_set: Optional[str] = None,
                n_step: int = 3,
                batch_size: int = 32,
                num_train_steps: int = 1_000_000,
@@ -227,9 +236,11 @@ def train_eval(root_dir: str,
     agent_type: 'cql' (CqlC51Agent) or 'bc' (BehavioralCloningAgent); or, on
       continuous control (`continuous.py`), 'dt' (DecisionTransformerAgent),
       'sequence_bc' (its backbone without return tokens), 'qt' (QtAgent,
-      agents/qt.py: the DT with critics) or 'q_transformer'
+      agents/qt.py: the DT with critics), 'q_transformer'
       (QTransformerAgent, agents/q_transformer.py; its n_step and gamma are
-      QTransformerAgent's, not train_eval's): then data_source is
+      QTransformerAgent's, not train_eval's) or 'q_transformer_bc'
+      (QTransformerBcAgent, agents/q_transformer_bc.py: behaviour cloning on
+      Q-Transformer's network, windows of one step): then data_source is
       'minari:ROOT:DATASET_ID' or 'd4rl:PATH', `game` defaults to the
       dataset's environment (a continuous env name given is checked against
       it; the run is reported under the dataset's id), evaluations play
@@ -247,6 +258,12 @@ def train_eval(root_dir: str,
     fraction, subset_mode, data_seed: the dataset subset (paper: 5% uniform).
     full_action_space: 18 ALE actions instead of the game's minimal set
       (must match the data; DQN-Replay was recorded with minimal sets).
+      With True, data recorded with the minimal set (DQN-Replay) has its
+      actions mapped to the full set (`data/action_sets.py`); multi-game runs
+      always play the full set.
+    data_action_set: the set the data's actions index, 'minimal' or 'full';
+      None: what the data records (our generators' manifests), else
+      DQN-Replay's minimal set for ALE games (`action_sets.data_action_set`).
     n_step: n-step return of the agent and the Reverb item layout.
     batch_size: global batch size (Table 2: 32).
     num_train_steps: total gradient updates.
@@ -283,6 +300,7 @@ def train_eval(root_dir: str,
       raise ValueError(f'train_eval.{name} must be >= 0, got {settings[name]}')
   if not 0 < fraction <= 1:
     raise ValueError(f'train_eval.fraction must be in (0, 1], got {fraction}')
+  action_sets.check_data_action_set(data_action_set)
   if games:
     if continuous.is_continuous_agent(agent_type):
       raise ValueError(f'train_eval.games is for the Atari-style agents {AGENTS}, not '
@@ -352,7 +370,8 @@ def _train_eval_locked(run_dir: str, strategy: tf.distribute.Strategy, chief: bo
         _fill_replay(server, table,
                      multi_game.game_data_source(s['data_source'], table, len(tables)),
                      s['fraction'], s['subset_mode'], s['data_seed'],
-                     int(action_spec.maximum) + 1)
+                     int(action_spec.maximum) + 1, s['full_action_space'],
+                     s['data_action_set'])
       addresses = [server.address]
     return _train(run_dir, strategy, chief, s, restored_step, eval_env, time_step_spec,
                   action_spec, addresses)
