@@ -157,8 +157,10 @@ def train_all(root, data_root, dataset_ids, methods, seeds, train_steps, eval_in
     elapsed = time.time() - start
     eta = elapsed / (i + 1) * (len(jobs) - i - 1)
     last = records[-1] if records else None
-    score = (f'return {last["mean_return"]:.1f}, D4RL {last.get("d4rl_normalized") or 0:.1f}'
-             if last else 'no evaluation')
+    score = 'no evaluation' if not last else (
+        f'return {last["mean_return"]:.2f}, D4RL {last.get("d4rl_normalized") or 0:.1f}'
+        + (f', success rate {last["success_rate"]:.2f}'
+           if last.get('success_rate') is not None else ''))
     status = 'ok' if code == 0 else f'FAILED (exit {code}, log {run_dir}/train.log)'
     print(f'[{i + 1}/{len(jobs)}] {dataset_id} {method} seed {seed}: {status} in '
           f'{seconds:.0f}s, {score}; ETA {eta / 60:.1f} min', flush=True)
@@ -262,10 +264,8 @@ def report_and_exit(root, run_dirs, scores_path, start, failed):
                   f'--output_dir={report_dir}', f'--reps={FLAGS.reps}',
                   f'--reference_scores={scores_path}')
     if code == 0:
-      with open(os.path.join(report_dir, 'report.md')) as f:
+      with open(os.path.join(report_dir, 'report.md')) as f:   # it says what 1.0 is
         print('\n' + f.read())
-      print('Normalised scores above are D4RL scores / 100 (random 0, expert 1.0: '
-            'the datasets\' ref_min_score / ref_max_score).')
   print(f'\nTotal wall time: {(time.time() - start) / 60:.1f} min'
         + (f'; FAILED runs: {failed}' if failed else ''))
   if failed:
