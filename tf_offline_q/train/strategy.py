@@ -41,6 +41,8 @@ def make_strategy(tpu=None, use_gpu=False, cpu_replicas: int = 0) -> tf.distribu
         raise ValueError(f'cannot split the CPU into {cpu_replicas} logical devices: '
                          f'TensorFlow already initialised its devices ({e})') from e
     return tf.distribute.MirroredStrategy([f'/cpu:{i}' for i in range(cpu_replicas)])
+  if num_workers_in_tf_config() > 1:
+    return tf.distribute.MultiWorkerMirroredStrategy()
   return strategy_utils.get_strategy(tpu, use_gpu)
 
 
