@@ -6,9 +6,16 @@ the `micro` ResNet (gin/scaled_ql_resnet34.gin + gin/scaled_ql_local.gin):
 
   1. data: for each game, `launch/generate_logged_replay.py --full_action_space`
      logs everything an online DQN agent played while it learned (DQN-Replay's
-     kind of data: mostly weak early play, then better; every game has signal,
-     unlike a scripted policy, which exists only for Breakout). The shared
-     full action set (6 MinAtar actions) is what multi-game training needs;
+     kind of data: mostly weak early play, then better). The online DQN learns
+     Breakout, Seaquest and SpaceInvaders in 30K steps but not Asterix or
+     Freeway (after 50K steps: Asterix 0.5 per episode, random play 0.48;
+     Freeway 0, no crossing ever seen), so the games of `--data_heuristic_games`
+     are logged with `--agent=heuristic` instead: the same epsilon schedule
+     (1 -> 0.05) over a scripted policy (`envs/minatar_heuristics.py`).
+     The shared full action set (6 MinAtar actions) is what multi-game
+     training needs. Data and evaluation share one frame cap
+     (`--max_episode_frames`, 2,500 = Freeway's own episode length), so the
+     data's average return and the evaluation returns are comparable;
   2. reference scores per game (for normalised scores and the IQM across
      games): random play (the evaluation protocol, `--random_episodes`) = 0,
      the average episode return of the logged data = 1.0, written to
@@ -78,6 +85,10 @@ flags.DEFINE_string('held_out_game', 'MinAtar-SpaceInvaders',
 flags.DEFINE_integer('seeds', 3, 'Seeds of every configuration.')
 flags.DEFINE_integer('data_iterations', 6, 'Logged-replay iterations (checkpoints) per game.')
 flags.DEFINE_integer('data_steps_per_iteration', 5000, 'Agent steps per logged-replay iteration.')
+flags.DEFINE_list('data_heuristic_games', ['MinAtar-Asterix', 'MinAtar-Freeway'],
+                  'Games logged with --agent=heuristic (a scripted policy under the same '
+                  'epsilon schedule) instead of the online DQN, which does not learn them '
+                  'within the data budget.')
 flags.DEFINE_integer('data_epsilon_decay_steps', 10_000,
                      "Steps over which the online agent's epsilon decays to 0.05.")
 flags.DEFINE_integer('pretrain_steps', 2000, 'Updates of each pre-training run.')
@@ -86,7 +97,8 @@ flags.DEFINE_float('fraction', 0.1, "Fraction of the held-out game's episodes fo
 flags.DEFINE_integer('batch_size', 32, 'Batch size (pre-training: uniform over its games).')
 flags.DEFINE_integer('eval_steps', 1500, 'Evaluation budget per game (agent steps).')
 flags.DEFINE_integer('eval_max_episodes', 10, 'At most this many evaluation episodes per game.')
-flags.DEFINE_integer('max_episode_frames', 1000, 'Frame (= step) cap of an evaluation episode.')
+flags.DEFINE_integer('max_episode_frames', 2500,
+                     'Frame (= step) cap of an episode, in the data and in evaluation.')
 flags.DEFINE_integer('random_episodes', 100, 'Random-policy episodes per game (reference 0).')
 flags.DEFINE_integer('parallel', 2, 'Processes at a time (data generation and training).')
 flags.DEFINE_integer('reps', 2000, 'Bootstrap resamples of the report.')
@@ -128,7 +140,8 @@ def generate_data(root, all_games):
       '--full_action_space', f'--iterations={FLAGS.data_iterations}',
       f'--steps_per_iteration={FLAGS.data_steps_per_iteration}', '--seed=0',
       f'--epsilon_decay_steps={FLAGS.data_epsilon_decay_steps}', '--min_replay_history=1000',
-      f'--max_episode_frames={max(FLAGS.max_episode_frames, 10_000)}'],
+      f'--max_episode_frames={FLAGS.max_episode_frames}',
+      *(['--agent=heuristic'] if game in FLAGS.data_heuristic_games else [])],
            os.path.join(data_dir(root), f'{game}.log')) for game in all_games]
   failed = experiments.run_scripts(jobs, parallel=FLAGS.parallel, echo=False)
   if failed:
@@ -235,6 +248,10 @@ def main(argv):
   if held_out in FLAGS.pretrain_games:
     sys.exit(f'scaled_ql.py: --held_out_game {held_out} is one of --pretrain_games')
   all_games = list(FLAGS.pretrain_games) + [held_out]
+  stray = sorted(set(FLAGS.data_heuristic_games) - set(all_games))
+  if stray:
+    sys.exit(f'scaled_ql.py: --data_heuristic_games {stray} are not games of this run '
+             f'({all_games})')
   start = time.time()
   print(f'Scaled QL at CPU scale in {root}: pre-train on {FLAGS.pretrain_games}, fine-tune on '
         f'{held_out} ({FLAGS.fraction:.0%} of its data), {FLAGS.seeds} seed(s)', flush=True)

@@ -52,6 +52,14 @@ Several games: `--game=MinAtar-Breakout,MinAtar-Asterix,...` plays them one
 after the other in this process (each resumable). To use both cores, start
 one process per game with the same `--root_dir`; games never share files.
 
+Behaviour without learning: `--agent=heuristic` plays the same epsilon
+schedule over a scripted policy (`tf_offline_q/envs/minatar_heuristics.py`)
+instead of over the DQN's Q-values: weak (epsilon 1) early, then the script's
+play. Only MinAtar Asterix and Freeway have one: measured here, the online
+DQN plays both at random level after 50K steps, while the scripts score
+about 4 (Asterix, random 0.5) and 21-27 (Freeway, random 0.1) per episode of
+at most 2,500 frames. The learning curve then records that schedule.
+
 Action set: the game's minimal set by default (as `train_eval`'s default);
 `--full_action_space` for 18 ALE / 6 MinAtar actions (one action set shared by
 all games, as multi-game training needs); train with the same setting.
@@ -95,7 +103,10 @@ flags.DEFINE_integer('run', 1, 'Run number (directory name).')
 flags.DEFINE_integer('iterations', 10, 'Iterations (= checkpoints) per game.')
 flags.DEFINE_integer('steps_per_iteration', 25_000,
                      'Agent steps per iteration at least (the last episode is finished).')
-flags.DEFINE_enum('agent', 'dqn', ['dqn', 'c51'], 'TF-Agents DqnAgent or CategoricalDqnAgent.')
+flags.DEFINE_enum('agent', 'dqn', ['dqn', 'c51', 'heuristic'],
+                  "TF-Agents DqnAgent or CategoricalDqnAgent; or 'heuristic': the same "
+                  'epsilon schedule over a scripted policy (MinAtar Asterix and Freeway, '
+                  'tf_offline_q/envs/minatar_heuristics.py), no learning.')
 flags.DEFINE_enum('torso', 'auto', ['auto', 'cells', 'small', 'nature'],
                   "Network torso; auto = 'cells' for MinAtar, 'small' for the ALE "
                   '(tf_offline_q/data/online_dqn.py).')
@@ -208,7 +219,10 @@ def generate_game(root_dir: str, game: str, run: int, iterations: int,
                        full_action_space=full_action_space,
                        max_episode_frames=max_episode_frames, seed=seed)
   frame_shape = env.observation_spec().shape[:2]
-  agent = online_dqn.OnlineAgent(frame_shape, STACK_SIZE, env.num_actions, config, seed)
+  try:
+    agent = online_dqn.make_agent(game, env, frame_shape, STACK_SIZE, config, seed)
+  except ValueError as e:
+    raise app.UsageError(f'--agent={config.agent_type}: {e}') from e
   memory = online_dqn.ReplayMemory(config.replay_capacity,
                                    online_dqn.encoded_frame_shape(frame_shape, config.torso),
                                    STACK_SIZE)
@@ -221,11 +235,8 @@ def generate_game(root_dir: str, game: str, run: int, iterations: int,
     for name in ('learning_curve.json', 'learning_curve.csv'):
       if os.path.exists(os.path.join(run_dir, name)):
         os.remove(os.path.join(run_dir, name))
-  state = online_dqn.restore_state(agent_dir, agent, memory)
-  if state is None:
-    start, curve, counters, rng = 0, [], online_dqn.Counters(), np.random.default_rng(seed)
-    out = _create_dataset(replay_dir, dict(settings, game=game, run=run), overwrite)
-  else:
+
+  def check_settings(state):
     changed = {k: (state['settings'].get(k), settings[k]) for k in _FIXED_SETTINGS
                if state['settings'].get(k) != settings[k]}
     if changed:
@@ -233,6 +244,12 @@ def generate_game(root_dir: str, game: str, run: int, iterations: int,
           f'{agent_dir} was made with other settings ('
           + ', '.join(f'{k}: saved {a!r}, now {b!r}' for k, (a, b) in changed.items())
           + '); use the saved settings, another --root_dir/--run, or --overwrite')
+
+  state = online_dqn.restore_state(agent_dir, agent, memory, check=check_settings)
+  if state is None:
+    start, curve, counters, rng = 0, [], online_dqn.Counters(), np.random.default_rng(seed)
+    out = _create_dataset(replay_dir, dict(settings, game=game, run=run), overwrite)
+  else:
     start, curve = int(state['iteration']), list(state['curve'])
     counters = online_dqn.Counters(**dict(state['counters'],
                                           recent_returns=tuple(state['counters']['recent_returns'])))

@@ -27,7 +27,7 @@ def _load_script():
   return launch_scripts.load('generate_logged_replay')
 
 
-def _check_replays_the_game(replay_dir, seed, num_checkpoints):
+def _check_replays_the_game(replay_dir, seed, num_checkpoints, game=GAME):
   """Every checkpoint re-plays exactly in a fresh environment seeded for its iteration.
 
   The environment is deterministic given its seed and the actions, so playing
@@ -35,7 +35,7 @@ def _check_replays_the_game(replay_dir, seed, num_checkpoints):
   ends: nothing was lost, duplicated or reordered. Returns steps per checkpoint.
   """
   assert dqn_replay.list_checkpoints(replay_dir) == list(range(num_checkpoints))
-  env = games.make_env(GAME, seed=seed)
+  env = games.make_env(game, seed=seed)
   steps = []
   for k in range(num_checkpoints):
     episodes = sorted(dqn_replay.iterate_episodes(replay_dir, checkpoints=[k]),
@@ -193,3 +193,35 @@ def test_resume_replays_a_checkpoint_written_before_the_agent_was_saved(tmp_path
                                         dqn_replay.dopamine_replay_dir(other, GAME, 1), 100)
   with pytest.raises(app.UsageError, match='--overwrite'):
     script.generate_game(other, GAME, 1, iterations=1, **kwargs)
+
+
+def test_heuristic_behaviour_logs_its_play_with_signal_and_resumes(tmp_path):
+  """--agent=heuristic: the epsilon schedule over Asterix's script, no updates, above random."""
+  script = _load_script()
+  root, game = str(tmp_path), 'MinAtar-Asterix'
+  config = online_dqn.AgentConfig(agent_type='heuristic', min_replay_history=100,
+                                  epsilon_decay_steps=200, epsilon_train=0.0)
+  kwargs = dict(steps_per_iteration=400, config=config, seed=4, progress_secs=1e9)
+  script.generate_game(root, game, 1, iterations=2, **kwargs)
+  curve = script.generate_game(root, game, 1, iterations=3, **kwargs)   # resumed
+  replay_dir = dqn_replay.dopamine_replay_dir(root, game, 1)
+  steps = _check_replays_the_game(replay_dir, seed=4, num_checkpoints=3, game=game)
+  assert [row['steps'] for row in curve] == steps
+  assert all(row['updates'] == 0 for row in curve)
+  assert curve[-1]['epsilon'] == 0.0
+  # Iteration 0 is mostly uniform play (epsilon 1 for 100 steps, then falling); the
+  # last is the script's: Asterix's random play gets about 0.5 per episode.
+  assert curve[-1]['mean_return'] > 2.0 > curve[0]['mean_return'], curve
+  with pytest.raises(app.UsageError, match='agent_type: saved .heuristic., now .dqn.'):
+    script.generate_game(root, game, 1, iterations=4,
+                         **dict(kwargs, config=online_dqn.AgentConfig()))
+
+
+def test_heuristic_behaviour_names_the_games_that_have_one(tmp_path):
+  script = _load_script()
+  config = online_dqn.AgentConfig(agent_type='heuristic')
+  with pytest.raises(app.UsageError, match='No heuristic policy.*MinAtar-Asterix, MinAtar-Freeway'):
+    script.generate_game(str(tmp_path), GAME, 1, iterations=1, steps_per_iteration=10,
+                         config=config)
+  with pytest.raises(ValueError, match="needs torso 'cells'"):
+    online_dqn.AgentConfig(agent_type='heuristic', torso='small').check()

@@ -19,6 +19,11 @@ updates. Epsilon (Dopamine's `linearly_decaying_epsilon`) is 1 during the
 first `min_replay_history` steps, then falls linearly to `epsilon_train` over
 `epsilon_decay_steps` steps.
 
+`agent_type='heuristic'` (`HeuristicAgent`) is not a learner: it plays the
+same epsilon schedule over a scripted policy (`envs/minatar_heuristics.py`,
+MinAtar Asterix and Freeway) instead of over Q-values, for games this agent
+does not learn within a CPU budget.
+
 Torsos (`torso`), each followed by a dense head (`head_hidden`):
 
   'cells'   MinAtar only: the 84x84 frame is read back to its 10x10 cell grid
@@ -55,7 +60,7 @@ from tf_offline_q.envs import minatar
 from tf_offline_q.networks import convnet
 from tf_offline_q.networks import q_network
 
-AGENT_TYPES = ('dqn', 'c51')
+AGENT_TYPES = ('dqn', 'c51', 'heuristic')
 TORSOS = ('cells', 'small', 'nature')
 
 
@@ -266,6 +271,9 @@ class AgentConfig:
       raise ValueError(f'agent_type must be one of {AGENT_TYPES}, got {self.agent_type!r}')
     if self.torso not in TORSOS:
       raise ValueError(f'torso must be one of {TORSOS}, got {self.torso!r}')
+    if self.agent_type == 'heuristic' and self.torso != 'cells':
+      raise ValueError("agent_type 'heuristic' reads MinAtar cells: it needs torso 'cells', "
+                       f'got {self.torso!r}')
     for name in ('batch_size', 'update_period', 'target_update_period',
                  'epsilon_decay_steps', 'replay_capacity'):
       if getattr(self, name) < 1:
@@ -284,6 +292,8 @@ def linearly_decaying_epsilon(step: int, config: AgentConfig) -> float:
 class OnlineAgent:
   """TF-Agents DQN or C51 over encoded observations, with epsilon-greedy acting.
 
+  `learns` is True: `play_iteration` calls `update` on replay batches.
+
   Args:
     frame_shape: the environment's frame `[84, 84]`.
     stack_size: frames per state.
@@ -292,9 +302,14 @@ class OnlineAgent:
     seed: seeds the network initialisation.
   """
 
+  learns = True
+
   def __init__(self, frame_shape: Sequence[int], stack_size: int, num_actions: int,
                config: AgentConfig, seed: int = 0):
     config.check()
+    if config.agent_type not in ('dqn', 'c51'):
+      raise ValueError(f"OnlineAgent is a 'dqn' or 'c51' learner, got {config.agent_type!r} "
+                       '(make_agent builds the heuristic one)')
     self.config = config
     self.num_actions = int(num_actions)
     tf.random.set_seed(seed)
@@ -369,6 +384,51 @@ class OnlineAgent:
     return float(self._train(experience).loss)
 
 
+class HeuristicAgent:
+  """Epsilon-greedy over a scripted policy instead of Q-values; it never learns.
+
+  Same interface as `OnlineAgent` (`config`, `num_actions`, `act`,
+  `checkpoint`, `learns`), so the generator, its run state and resuming are
+  unchanged; the checkpoint holds nothing.
+
+  Args:
+    policy: `policy(cells uint8 [10, 10], rng) -> action index`, e.g.
+      `minatar_heuristics.make_heuristic(game, env.action_set)`.
+    num_actions: size of the action set.
+    config: `AgentConfig` with `agent_type='heuristic'` (its epsilon schedule is used).
+  """
+
+  learns = False
+
+  def __init__(self, policy: Callable[[np.ndarray, np.random.Generator], int],
+               num_actions: int, config: AgentConfig):
+    config.check()
+    self.config = config
+    self.num_actions = int(num_actions)
+    self._policy = policy
+    self.checkpoint = tf.train.Checkpoint()
+
+  def act(self, observation: np.ndarray, epsilon: float, rng: np.random.Generator) -> int:
+    """Uniform with probability `epsilon`, else the policy on the newest cells of `[10, 10, T]`."""
+    if rng.random() < epsilon:
+      return int(rng.integers(self.num_actions))
+    return int(self._policy(observation[..., -1], rng))
+
+  def update(self, *batch) -> float:
+    raise NotImplementedError('HeuristicAgent does not learn (learns is False)')
+
+
+def make_agent(game: str, env, frame_shape: Sequence[int], stack_size: int,
+               config: AgentConfig, seed: int = 0):
+  """`OnlineAgent` for 'dqn' / 'c51', `HeuristicAgent` over `game`'s heuristic otherwise."""
+  if config.agent_type == 'heuristic':
+    from tf_offline_q.envs import minatar_heuristics  # pylint: disable=g-import-not-at-top
+    config.check()
+    return HeuristicAgent(minatar_heuristics.make_heuristic(game, env.action_set),
+                          env.num_actions, config)
+  return OnlineAgent(frame_shape, stack_size, env.num_actions, config, seed)
+
+
 # ----------------------------------------------------------------- run state
 def _latest_state_dir(agent_dir: str) -> Optional[str]:
   if not os.path.isdir(agent_dir):
@@ -404,9 +464,13 @@ def save_state(agent_dir: str, iteration: int, agent: OnlineAgent, memory: Repla
       shutil.rmtree(path, ignore_errors=True)
 
 
-def restore_state(agent_dir: str, agent: OnlineAgent,
-                  memory: ReplayMemory) -> Optional[dict]:
-  """Restores the newest complete `save_state`; returns its state dict or None."""
+def restore_state(agent_dir: str, agent: OnlineAgent, memory: ReplayMemory,
+                  check: Optional[Callable[[dict], None]] = None) -> Optional[dict]:
+  """Restores the newest complete `save_state`; returns its state dict or None.
+
+  `check(state)` runs before any weights are read (e.g. to name changed
+  settings instead of failing on a checkpoint of another architecture).
+  """
   path = _latest_state_dir(agent_dir)
   if path is None:
     return None
@@ -417,6 +481,8 @@ def restore_state(agent_dir: str, agent: OnlineAgent,
   except (OSError, ValueError) as e:
     raise ValueError(f'{state_file}: unreadable agent state ({e}); delete {path} '
                      'to restart this game from its previous iteration') from e
+  if check is not None:
+    check(state)
   agent.checkpoint.read(os.path.join(path, 'agent')).assert_existing_objects_matched()
   memory.restore(os.path.join(path, 'memory.npz'))
   return state
@@ -501,7 +567,7 @@ def play_iteration(env, agent: OnlineAgent, memory: ReplayMemory, rng: np.random
       step_in_episode += 1
       steps += 1
       counters.env_steps += 1
-      if (counters.env_steps >= config.min_replay_history and
+      if (agent.learns and counters.env_steps >= config.min_replay_history and
           counters.env_steps % config.update_period == 0 and
           memory.num_sampleable() >= config.batch_size):
         losses.append(agent.update(*memory.sample(config.batch_size, rng)))
