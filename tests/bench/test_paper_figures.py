@@ -18,7 +18,7 @@ from tf_offline_q import experiments
 from tf_offline_q.eval import normalization
 
 TRAIN = launch_scripts.load('train')
-GAMES = ['MinAtar-Breakout', 'MinAtar-Asterix']
+GAMES = ['MinAtar-Breakout', 'MinAtar-SpaceInvaders']
 # gin parameter -> the value every run of the default plan gets.
 COMMON = {
     'train_eval.fraction': 0.1, 'train_eval.subset_mode': 'uniform', 'train_eval.data_seed': 0,
@@ -277,14 +277,14 @@ def test_sweep_varies_one_factor_at_a_time_around_the_defaults(tmp_path):
 
 def test_sweep_flags_choose_values_game_and_method(tmp_path):
   plan = pf.make_plan(_flags(
-      f'--root_dir={tmp_path}', '--sweep', '--sweep_game=MinAtar-Asterix',
+      f'--root_dir={tmp_path}', '--sweep', '--sweep_game=MinAtar-SpaceInvaders',
       '--sweep_method=cql_vit_ts', '--sweep_seeds=1', '--sweep_cql_alpha=0.05,0.5',
       '--sweep_learning_rate=', '--sweep_target_update_period=', '--sweep_train_steps=',
       '--sweep_fraction='))
   # 0.05 is the default: it is the defaults point, not a second run.
   assert [r.method for r in plan['runs']] == ['cql_vit_ts defaults', 'cql_vit_ts alpha=0.5',
                                               'bc_vit_ts']
-  assert {r.game for r in plan['runs']} == {'MinAtar-Asterix'}
+  assert {r.game for r in plan['runs']} == {'MinAtar-SpaceInvaders'}
 
 
 def test_sweep_dry_run_and_estimate(tmp_path, capsys):
