@@ -61,25 +61,23 @@ FLAGS = flags.FLAGS
 
 
 def train_command(run_dir, replay_dir, method):
-  return [
-      'launch/train.py', f'--root_dir={run_dir}',
-      f'--gin_file={GIN_FILES[method]}', '--gin_file=local.gin',
-      f"--gin_bindings=train_eval.game='{GAME}'",
-      f"--gin_bindings=train_eval.data_source='dopamine:{replay_dir}'",
-      f"--gin_bindings=train_eval.method='{method}'",
-      f'--gin_bindings=train_eval.seed={FLAGS.seed}',
-      f'--gin_bindings=train_eval.num_train_steps={FLAGS.train_steps}',
-      '--gin_bindings=train_eval.batch_size=64',
-      f'--gin_bindings=train_eval.steps_per_run={max(1, FLAGS.eval_interval // 4)}',
-      f'--gin_bindings=train_eval.eval_interval={FLAGS.eval_interval}',
-      f'--gin_bindings=train_eval.eval_steps={FLAGS.eval_steps}',
-      f'--gin_bindings=train_eval.eval_max_episodes={FLAGS.eval_max_episodes}',
-      f'--gin_bindings=train_eval.max_episode_frames={FLAGS.max_episode_frames}',
-      '--gin_bindings=train_eval.full_action_space=False',
-      f'--gin_bindings=train_eval.checkpoint_interval={FLAGS.eval_interval}',
-      f'--gin_bindings=train_eval.policy_save_interval={FLAGS.train_steps}',
-      f'--gin_bindings=CqlC51Agent.cql_alpha={FLAGS.cql_alpha}',
-  ]
+  return experiments.train_command(run_dir, [GIN_FILES[method], 'local.gin'], {
+      'train_eval.game': GAME,
+      'train_eval.data_source': f'dopamine:{replay_dir}',
+      'train_eval.method': method,
+      'train_eval.seed': FLAGS.seed,
+      'train_eval.num_train_steps': FLAGS.train_steps,
+      'train_eval.batch_size': 64,
+      'train_eval.steps_per_run': max(1, FLAGS.eval_interval // 4),
+      'train_eval.eval_interval': FLAGS.eval_interval,
+      'train_eval.eval_steps': FLAGS.eval_steps,
+      'train_eval.eval_max_episodes': FLAGS.eval_max_episodes,
+      'train_eval.max_episode_frames': FLAGS.max_episode_frames,
+      'train_eval.full_action_space': False,
+      'train_eval.checkpoint_interval': FLAGS.eval_interval,
+      'train_eval.policy_save_interval': FLAGS.train_steps,
+      'CqlC51Agent.cql_alpha': FLAGS.cql_alpha,
+  })
 
 
 def _mean_sem(returns):
