@@ -45,11 +45,13 @@ import os
 import statistics
 import sys
 import time
+import warnings
 
 import numpy as np
 import tensorflow as tf
 from tensorflow.python.profiler.model_analyzer import profile
 from tensorflow.python.profiler.option_builder import ProfileOptionBuilder
+from tensorflow.python.util import deprecation
 
 from tf_offline_q import specs
 from tf_offline_q.networks import q_network
@@ -182,7 +184,8 @@ def profiler_flops(concrete_function):
   """
   options = (ProfileOptionBuilder(ProfileOptionBuilder.float_operation())
              .with_empty_output().build())
-  return profile(concrete_function.graph, options=options).total_float_ops
+  with deprecation.silence():   # the profiler's own use of a v1 graph helper
+    return profile(concrete_function.graph, options=options).total_float_ops
 
 
 def time_calls(fn, args, warmup, steps, time_budget):
@@ -382,6 +385,8 @@ def parse_args(argv=None):
 
 
 def main(argv=None):
+  # TF-Agents' `common.safe_has_state` (`state is not ()`) warns when autograph converts it.
+  warnings.filterwarnings('ignore', message='"is not" with a literal', category=SyntaxWarning)
   args = parse_args(argv)
   rows, peak_before, peak_after = run(args)
   print(format_tables(rows, peak_before, peak_after, args))
