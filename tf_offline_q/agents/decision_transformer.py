@@ -354,7 +354,7 @@ class DecisionTransformerAgent(tf_agent.TFAgent):
     elif not np.isfinite(target_return):
       raise ValueError(f'DecisionTransformerAgent.target_return must be finite, got '
                        f'{target_return}')
-    policy = DecisionTransformerPolicy(time_step_spec, action_spec, dt_network, target_return)
+    policy = self._make_policy(time_step_spec, action_spec, dt_network, float(target_return))
     layout = reverb_windows.WindowLayout(dt_network.context_length,
                                          int(time_step_spec.observation.shape[0]),
                                          int(action_spec.shape[0]))
@@ -371,6 +371,10 @@ class DecisionTransformerAgent(tf_agent.TFAgent):
   @property
   def network(self) -> DecisionTransformerNetwork:
     return self._network
+
+  def _make_policy(self, time_step_spec, action_spec, dt_network, target_return: float):
+    """The agent's policy, greedy and collect alike (QT returns its own)."""
+    return DecisionTransformerPolicy(time_step_spec, action_spec, dt_network, target_return)
 
   @property
   def window_layout(self) -> reverb_windows.WindowLayout:

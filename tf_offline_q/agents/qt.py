@@ -311,6 +311,15 @@ class QtAgent(dt.DecisionTransformerAgent):
         raise ValueError(f'QtAgent.{field} = {value!r} is out of range (eta >= 0, '
                          '0 <= gamma <= 1, 0 < tau <= 1, 0 <= ema_decay < 1, '
                          'ema_update_period >= 1, n_step None or >= 1)')
+    # The critics and the inference settings come first: `_make_policy` (called by the
+    # DT agent's constructor) builds QT's policy over the target critics.
+    if critic_network is None:
+      critic_network = critics.TwinCriticNetwork(time_step_spec.observation, action_spec)
+    self._critic = critic_network
+    self._critic.create_variables()
+    self._target_critic = common.maybe_copy_target_network_with_checks(
+        critic_network, None, name='TargetTwinCriticNetwork')
+    self._inference = (num_candidates, candidate_spread, selection)
     super().__init__(time_step_spec, action_spec, dt_network, target_return=target_return,
                      default_target_return=default_target_return, optimizer=optimizer,
                      learning_rate=learning_rate, weight_decay=weight_decay,
@@ -324,28 +333,21 @@ class QtAgent(dt.DecisionTransformerAgent):
     self._ema_update_period = int(ema_update_period)
     self._ema_start_step = int(ema_start_step)
     self._seed = int(seed)
-    if critic_network is None:
-      critic_network = critics.TwinCriticNetwork(time_step_spec.observation, action_spec)
-    self._critic = critic_network
-    self._critic.create_variables()
-    self._target_critic = common.maybe_copy_target_network_with_checks(
-        critic_network, None, name='TargetTwinCriticNetwork')
     self._ema_network = common.maybe_copy_target_network_with_checks(
         dt_network, None, name='EmaDecisionTransformerNetwork')
     self._critic_optimizer = critic_optimizer if critic_optimizer is not None else \
         tf.keras.optimizers.Adam(critic_learning_rate)
     self._initialize()
-    # The DT agent built a plain DT policy; QT's chooses among candidates.
-    policy = QtPolicy(time_step_spec, action_spec, dt_network, self._target_critic,
-                      float(self._policy.target_return.numpy()), num_candidates,
-                      candidate_spread, selection)
-    self._policy = policy
-    self._collect_policy = policy
     # TF-Agents' convention (as the DT's): one step's spec, the window's K steps
     # the time axis; `next_observation` per step is the observation after it.
     self._training_data_spec = self._training_data_spec._replace(
         next_observation=tf.TensorSpec(time_step_spec.observation.shape, tf.float32,
                                        'next_observation'))
+
+  def _make_policy(self, time_step_spec, action_spec, dt_network, target_return: float):
+    """QT's policy: the DT choosing among candidate returns-to-go by the target critics' Q."""
+    return QtPolicy(time_step_spec, action_spec, dt_network, self._target_critic, target_return,
+                    *self._inference)
 
   @property
   def window_layout(self) -> reverb_windows.WindowLayout:
