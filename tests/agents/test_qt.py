@@ -211,6 +211,8 @@ def test_candidate_selection(selection):
   agent = make_agent(selection=selection, num_candidates=7, candidate_spread=3.0)
   agent.train(make_window(batch=8))
   policy = agent.policy
+  assert isinstance(policy, qt.QtPolicy) and agent.collect_policy is policy
+  assert float(policy.target_return.numpy()) == 5.0   # the DT agent resolved it
   obs = tf.constant(np.random.default_rng(0).normal(size=(3, OBS_DIM)), tf.float32)
   first = ts.restart(obs, batch_size=3)
   actions, q, _ = policy.candidates(first, policy.get_initial_state(3))
