@@ -53,10 +53,11 @@ reach only that one-process rate (9 steps/s; no gain from running two):
   finetune    2 norms x 2 inits x 3 seeds x 750 = 9,000 steps / 9 /s ~ 17 min
   startup     18 runs x ~40 s (TF import, Reverb fill, 2 tracings;
               estimated, not measured idle) / 2                        ~  6 min
-  evaluation  6 x 4 games + 12 x 1 game = 36 evaluations x <= 1,500
-              agent steps x 4.5 ms (+ ~10 s tracing) / 2               ~  5 min
+  evaluation  6 x 4 games + 12 x 1 game = 36 evaluations x ~1,500-2,500
+              agent steps (an evaluation finishes its last episode;
+              Freeway's is 2,500) x 4.5 ms (+ ~10 s tracing) / 2       ~  7 min
   report      bootstrap (2,000 resamples)                              ~  1 min
-                                                              total  ~ 54 min
+                                                              total  ~ 56 min
 
 The `--smoke` run (every step, 1 seed, tiny budgets) took 40.8 min of wall
 time with the machine at a load of 8-12 (other experiments running), almost
