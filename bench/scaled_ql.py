@@ -101,6 +101,8 @@ flags.DEFINE_integer('eval_max_episodes', 10, 'At most this many evaluation epis
 flags.DEFINE_integer('max_episode_frames', 2500,
                      'Frame (= step) cap of an episode, in the data and in evaluation.')
 flags.DEFINE_integer('random_episodes', 100, 'Random-policy episodes per game (reference 0).')
+flags.DEFINE_list('norms', ['fn', 'nofn'],
+                  'Configurations: fn (feature normalisation), nofn (without), or both.')
 flags.DEFINE_integer('parallel', 2, 'Processes at a time (data generation and training).')
 flags.DEFINE_integer('reps', 2000, 'Bootstrap resamples of the report.')
 flags.DEFINE_bool('smoke', False, 'A few-minute run of every step: 2 pre-training games, 1 seed, '
@@ -249,6 +251,9 @@ def main(argv):
   if held_out in FLAGS.pretrain_games:
     sys.exit(f'scaled_ql.py: --held_out_game {held_out} is one of --pretrain_games')
   all_games = list(FLAGS.pretrain_games) + [held_out]
+  norms = [(tag, norm) for tag, norm in NORMS if tag in FLAGS.norms]
+  if not norms or set(FLAGS.norms) - {tag for tag, _ in NORMS}:
+    sys.exit(f'scaled_ql.py: --norms {FLAGS.norms}: choose from fn, nofn')
   stray = sorted(set(FLAGS.data_heuristic_games) - set(all_games))
   if stray:
     sys.exit(f'scaled_ql.py: --data_heuristic_games {stray} are not games of this run '
@@ -262,7 +267,7 @@ def main(argv):
 
   runs = os.path.join(root, 'runs')
   pretrain = []
-  for tag, norm in NORMS:
+  for tag, norm in norms:
     for seed in range(FLAGS.seeds):
       run_dir = os.path.join(runs, f'pretrain_{tag}_s{seed}')
       pretrain.append((f'pretrain_{tag}_s{seed}', train_command(
@@ -272,7 +277,7 @@ def main(argv):
   run_jobs(pretrain, 'Pre-training')
 
   finetune = []
-  for tag, norm in NORMS:
+  for tag, norm in norms:
     for seed in range(FLAGS.seeds):
       for init in ('finetune', 'scratch'):
         run_dir = os.path.join(runs, f'{init}_{tag}_s{seed}')
