@@ -37,7 +37,7 @@ Everything is resumable: a re-run reuses finished data (the generator
 resumes itself), skips finished runs (a record of every game at the last
 step) and resumes the others from their checkpoints.
 
-  python bench/scaled_ql.py --root_dir=runs/scaled_ql           # about an hour
+  python bench/scaled_ql.py --root_dir=runs/scaled_ql           # about 30 min
   python bench/scaled_ql.py --root_dir=/tmp/scaled_ql_smoke --smoke   # minutes
 
 Sizing. Measured here (niced, while other jobs kept the 2 cores at a load of
@@ -58,6 +58,11 @@ reach only that one-process rate (9 steps/s; no gain from running two):
               Freeway's is 2,500) x 4.5 ms (+ ~10 s tracing) / 2       ~  7 min
   report      bootstrap (2,000 resamples)                              ~  1 min
                                                               total  ~ 56 min
+
+Measured (2026-11-30, with another study's data generation beside it at nice
+15): the whole default run took 29.7 min, data 3.7 min, pre-training 12.6 min
+(6 runs, ~4 min each, 2 at a time), each fine-tuning run ~100 s. The
+model above overestimates because the two processes did run ~2x faster than one.
 
 The `--smoke` run (every step, 1 seed, tiny budgets) took 40.8 min of wall
 time with the machine at a load of 8-12 (other experiments running), almost
