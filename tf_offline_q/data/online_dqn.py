@@ -423,7 +423,6 @@ def make_agent(game: str, env, frame_shape: Sequence[int], stack_size: int,
   """`OnlineAgent` for 'dqn' / 'c51', `HeuristicAgent` over `game`'s heuristic otherwise."""
   if config.agent_type == 'heuristic':
     from tf_offline_q.envs import minatar_heuristics  # pylint: disable=g-import-not-at-top
-    config.check()
     return HeuristicAgent(minatar_heuristics.make_heuristic(game, env.action_set),
                           env.num_actions, config)
   return OnlineAgent(frame_shape, stack_size, env.num_actions, config, seed)
