@@ -562,7 +562,8 @@ def play_iteration(env, agent: OnlineAgent, memory: ReplayMemory, rng: np.random
       log_transition(frame, action,
                      float(np.clip(raw_reward, -1.0, 1.0)) if clip_rewards else raw_reward,
                      ended)
-      memory.add(encode_frames(frame, torso), action, raw_reward, ended, step_in_episode)
+      if agent.learns:   # a heuristic agent never samples its memory
+        memory.add(encode_frames(frame, torso), action, raw_reward, ended, step_in_episode)
       step_in_episode += 1
       steps += 1
       counters.env_steps += 1

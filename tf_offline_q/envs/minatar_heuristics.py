@@ -62,15 +62,15 @@ def asterix(cells: np.ndarray, rng: np.random.Generator) -> int:
   if len(player) == 0:
     return int(_MOVES[rng.integers(len(_MOVES))][0])
   py, px = (int(v) for v in player[0])
-  enemies = [(int(y), int(x)) for y, x in np.argwhere(cells == _ASTERIX_ENEMY)]
+  # Each enemy once, with the cell it threatens next to it (its heading), if any.
+  enemies = [(int(y), int(x), int(x) + _asterix_heading(cells, int(y), int(x)))
+             for y, x in np.argwhere(cells == _ASTERIX_ENEMY)]
   gold = np.argwhere(cells == _ASTERIX_GOLD)
   scores = []
   for action, dy, dx in _MOVES:
     y = int(np.clip(py + dy, *_ASTERIX_ROWS))
     x = int(np.clip(px + dx, 0, 9))
-    unsafe = any(ey == y and (ex == x or (ex == x - 1 and _asterix_heading(cells, ey, ex) > 0)
-                              or (ex == x + 1 and _asterix_heading(cells, ey, ex) < 0))
-                 for ey, ex in enemies)
+    unsafe = any(ey == y and x in (ex, next_x) for ey, ex, next_x in enemies)
     on_gold = cells[y, x] == _ASTERIX_GOLD
     distance = (np.min(np.abs(gold[:, 0] - y) + np.abs(gold[:, 1] - x)) if len(gold) else 0)
     scores.append(-100.0 * unsafe + 10.0 * on_gold - distance)
