@@ -3,6 +3,8 @@ r"""The ViT paper's Figures 2-4 at CPU scale, on logged replay, beside d3rlpy on
   python bench/paper_figures.py --root_dir=runs/paper_figures            # the default plan
   python bench/paper_figures.py --root_dir=runs/paper_figures --figures=2,3,4   # + Figure 4
   python bench/paper_figures.py --root_dir=runs/paper_figures --sweep    # CQL tuning sweep
+  python bench/paper_figures.py --root_dir=runs/paper_figures --cql_alpha=0.5 --nod3rlpy
+                                                # the figures again at the sweep's best alpha
   python bench/paper_figures.py --smoke [--sweep]                         # a few minutes
   python bench/paper_figures.py --dry_run [--sweep]                       # plan and cost only
 
@@ -44,6 +46,13 @@ Steps (every one resumable: re-running the command skips what is done):
      stratified-bootstrap CIs, performance profiles, learning curves) into
      `{root_dir}/report/figure{N}/`, each report.md printed; then the raw
      returns per game and method, beside the data and random play.
+
+The figures at another CQL alpha or target period (e.g. the sweep's best,
+`--cql_alpha=0.5`) go in the same `--root_dir`: those two settings, off their
+defaults, are in the names of the CQL runs (`runs/{game}/cql_vit_cql_alpha0.5_s0`,
+reported as `cql_vit alpha=0.5`) and of the reports (`report/figure2_cql_alpha0.5/`).
+BC has neither, so such a plan reuses the data, the reference scores and the
+BC runs already made. Other settings change every run: another `--root_dir`.
 
 The tuning sweep (`--sweep`, instead of the figures; issue 11: if CQL does
 not beat BC, which setting holds it back?): `--sweep_method` (cql_vit) on
@@ -179,6 +188,8 @@ SWEEP_FACTORS = {
     'fraction': ('fraction', float, ('0.05', '0.3', '1.0')),
 }
 # Table 2's values of the swept factors (common.gin); 6.25M updates = 100 x 62.5K.
+# The factors only CQL runs depend on (BC runs at another value are the same runs).
+CQL_ONLY_FACTORS = ('cql_alpha', 'target_update_period')
 TABLE_2 = {'cql_alpha': 0.05, 'learning_rate': 1e-5, 'target_update_period': 2000,
            'train_steps': 6_250_000, 'fraction': 0.05}
 SMOKE = dict(games=['MinAtar-Breakout'], seeds=1, iterations=2, steps_per_iteration=2000,
@@ -297,8 +308,41 @@ def replay_dir(root: str, game: str) -> str:
   return os.path.join(root, 'data', game, '1', 'replay_logs')
 
 
-def run_dir(root: str, game: str, method: str, seed: int) -> str:
-  return os.path.join(root, 'runs', game, f'{method}_s{seed}')
+def is_bc(method: str) -> bool:
+  """Whether `method` (or its label, 'bc_vit lr=0.0001') is a BC method."""
+  return method.startswith(('bc_', 'd3rlpy_bc'))
+
+
+def changed_factors(settings: Settings, method: Optional[str] = None) -> List[str]:
+  """CQL's own settings (alpha, target period) where `settings` differ from
+  DEFAULTS; none for a BC method (BC has neither, so its runs are shared)."""
+  if method and is_bc(method):
+    return []
+  return [factor for factor in CQL_ONLY_FACTORS
+          if getattr(settings, factor) != getattr(DEFAULTS, factor)]
+
+
+def settings_suffix(settings: Settings, method: Optional[str] = None) -> str:
+  """Run-directory and report-name part of the changed factors: 'cql_alpha0.5'."""
+  return '_'.join(f'{f}{getattr(settings, f):g}' for f in changed_factors(settings, method))
+
+
+def settings_label(settings: Settings, method: Optional[str] = None) -> str:
+  """`method` as named in the reports: 'cql_vit alpha=0.5' ('cql_vit' at the defaults)."""
+  parts = [f'{SWEEP_FACTORS[f][0]}={getattr(settings, f):g}'
+           for f in changed_factors(settings, method)]
+  return ' '.join([method or ''] + parts).strip()
+
+
+def run_dir(root: str, game: str, method: str, seed: int,
+            settings: Settings = DEFAULTS) -> str:
+  """`{root}/runs/{game}/{method}_s{seed}`; CQL's alpha and target period, if
+  off the defaults, are in a CQL run's name (`cql_vit_cql_alpha0.5_s0`), so a
+  study at another alpha reuses the data, the reference scores and the BC runs
+  (other settings change every run: they need another root_dir)."""
+  suffix = settings_suffix(settings, method)
+  return os.path.join(root, 'runs', game, f'{method}_{suffix}_s{seed}' if suffix
+                      else f'{method}_s{seed}')
 
 
 def transitions_path(root: str, game: str, settings: Settings) -> str:
@@ -310,8 +354,8 @@ def our_run(root: str, game: str, method: str, seed: int, settings: Settings,
             label: Optional[str] = None, path: Optional[str] = None) -> PlannedRun:
   """A `launch/train.py` run of `method` (METHODS); `label` names it in the
   reports (default `method`), `path` is its directory (default `run_dir`)."""
-  label = label or method
-  path = path or run_dir(root, game, method, seed)
+  label = label or settings_label(settings, method)
+  path = path or run_dir(root, game, method, seed, settings)
   gin_file, extra = METHODS[method]
   s = settings
   bindings = experiments.dopamine_run_bindings(
@@ -329,11 +373,11 @@ def our_run(root: str, game: str, method: str, seed: int, settings: Settings,
 
 def d3rlpy_run(root: str, game: str, method: str, seed: int, settings: Settings) -> PlannedRun:
   """`run_reference.py` with the settings of our runs (n_step 3: common.gin's)."""
-  s, path = settings, run_dir(root, game, method, seed)
+  s, path = settings, run_dir(root, game, method, seed, settings)
   command = [
       'bench/d3rlpy_reference/run_reference.py',
       f'--root_dir={path}', f'--algo={D3RLPY_METHODS[method]}',
-      f'--method={method}', f'--game={game}', f'--data_source=dopamine:{replay_dir(root, game)}',
+      f'--method={settings_label(settings, method)}', f'--game={game}', f'--data_source=dopamine:{replay_dir(root, game)}',
       f'--fraction={s.fraction}', '--subset_mode=uniform', f'--data_seed={s.data_seed}',
       '--n_step=3', f'--transitions={transitions_path(root, game, s)}', f'--seed={seed}',
       f'--batch_size={s.batch_size}', f'--num_train_steps={s.train_steps}',
@@ -345,7 +389,8 @@ def d3rlpy_run(root: str, game: str, method: str, seed: int, settings: Settings)
       f'--max_episode_frames={s.max_episode_frames}', '--nofull_action_space',
       f'--progress_steps={min(250, s.eval_interval)}', '--threads=1',
   ]
-  return PlannedRun(game, method, seed, path, command, settings, 'd3rlpy')
+  return PlannedRun(game, settings_label(settings, method), seed, path, command, settings,
+                    'd3rlpy')
 
 
 def figure_runs(root: str, figures: Sequence[str], games: Sequence[str], seeds: int,
@@ -434,6 +479,8 @@ def recorded_conflicts(run: PlannedRun) -> List[str]:
                 'CqlC51Agent.cql_alpha': s.cql_alpha,
                 'CqlC51Agent.target_update_period': s.target_update_period,
                 'BehavioralCloningAgent.learning_rate': s.learning_rate}
+  if is_bc(run.method):                  # BC runs at another alpha are the same runs
+    expected = {k: v for k, v in expected.items() if not k.endswith(CQL_ONLY_FACTORS)}
   if not os.path.exists(path):
     return []
   try:
@@ -681,7 +728,7 @@ def sweep_table(runs: Sequence[PlannedRun], method: str, points: Sequence[SweepP
   """sweep.md: final mean return per setting, what each row is, the best setting."""
   results = final_returns(runs)
   game = runs[0].game
-  bc = SWEEP_METHODS[method]
+  bc = settings_label(points[0].settings, SWEEP_METHODS[method])
   lines = [f'Sweep of {method} on {game}. The defaults: {describe_defaults(points[0].settings)}.',
            '', '| setting | what it is | final mean return (mean over seeds) | seeds | '
            'minus the defaults |', '| --- | --- | --- | --- | --- |']
@@ -778,10 +825,12 @@ def make_plan(f) -> Dict[str, Any]:
                 sweep=dict(method=f.sweep_method, points=points))
   games = check_games(f.games, '--games')
   runs = figure_runs(root, f.figures, games, f.seeds, settings, f.d3rlpy, f.extra_methods)
-  reports = []
+  reports, suffix = [], settings_suffix(settings)
   for figure in f.figures:
-    methods = figure_methods(figure, f.d3rlpy, f.extra_methods)
-    reports.append((f'figure{figure}', [r for r in runs if r.method in methods]))
+    labels = {settings_label(settings, m)
+              for m in figure_methods(figure, f.d3rlpy, f.extra_methods)}
+    reports.append((f'figure{figure}' + (f'_{suffix}' if suffix else ''),
+                    [r for r in runs if r.method in labels]))
   return dict(runs=runs, games=games, root=root, reports=reports, sweep=None)
 
 

@@ -60,6 +60,7 @@ FIXED = ('algo', 'game', 'data_source', 'fraction', 'subset_mode', 'data_seed', 
          'seed', 'batch_size', 'learning_rate', 'gamma', 'target_update_period', 'cql_alpha',
          'bc_beta', 'reward_clip', 'full_action_space', 'sticky_action_prob',
          'max_episode_frames', 'eval_epsilon')
+CQL_ONLY = ('target_update_period', 'cql_alpha')   # DiscreteBC has neither
 
 
 def define_flags():
@@ -105,7 +106,8 @@ def _check_resume(path: str, settings: dict):
     return
   with open(path) as f:
     saved = json.load(f).get('settings', {})
-  changed = {k: (saved.get(k), settings[k]) for k in FIXED if saved.get(k) != settings[k]}
+  fixed = [k for k in FIXED if not (settings['algo'] == 'bc' and k in CQL_ONLY)]
+  changed = {k: (saved.get(k), settings[k]) for k in fixed if saved.get(k) != settings[k]}
   if changed:
     raise app.UsageError(
         f'{path} records other settings (' + ', '.join(

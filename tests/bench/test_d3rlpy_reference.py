@@ -5,6 +5,7 @@ sampling path and the independent Dopamine reference of `tests/data/helpers`,
 and the protocol against a fake NumPy policy server (`fake_action_server.py`).
 """
 import io
+import json
 import os
 import sys
 import types
@@ -185,3 +186,22 @@ def test_run_reference_writes_a_run_report_reads(replay_dir, tmp_path, monkeypat
   assert run_reference.run(f, sys.executable) == records      # finished: left alone
   with pytest.raises(Exception, match='cql_alpha'):
     run_reference.run(types.SimpleNamespace(**dict(settings, cql_alpha=1.0)), sys.executable)
+
+
+def test_resume_check_ignores_cql_settings_for_bc(tmp_path):
+  """DiscreteBC has no alpha and no target network: a BC run at another alpha
+  is the same run (paper_figures reuses it); CQL's own settings still count."""
+  path = str(tmp_path / 'reference_config.json')
+  settings = {name: 0 for name in run_reference.FIXED}
+  for algo in ('bc', 'cql'):
+    saved = dict(settings, algo=algo, cql_alpha=0.05, target_update_period=200)
+    with open(path, 'w') as f:
+      f.write(json.dumps({'settings': saved}))
+    changed = dict(saved, cql_alpha=0.5, target_update_period=50)
+    if algo == 'bc':
+      run_reference._check_resume(path, changed)      # pylint: disable=protected-access
+    else:
+      with pytest.raises(Exception, match="cql_alpha: saved 0.05, now 0.5"):
+        run_reference._check_resume(path, changed)    # pylint: disable=protected-access
+    with pytest.raises(Exception, match='batch_size: saved 0, now 64'):
+      run_reference._check_resume(path, dict(saved, batch_size=64))  # pylint: disable=protected-access

@@ -88,6 +88,11 @@ def _write_run(run, steps, recorded=None):
         game=run.game, fraction=s.fraction, data_seed=s.data_seed, seed=run.seed,
         batch_size=s.batch_size, learning_rate=s.learning_rate, cql_alpha=s.cql_alpha,
         target_update_period=s.target_update_period), **(recorded or {}))}
+  elif run.method.startswith('bc_'):       # train.py records only the agent's own settings
+    name, record = 'run_config.json', {'fixed': dict({
+        'game': run.game, 'fraction': s.fraction, 'data_seed': s.data_seed, 'seed': run.seed,
+        'batch_size': s.batch_size, 'BehavioralCloningAgent.learning_rate': s.learning_rate},
+        **(recorded or {}))}
   else:
     name, record = 'run_config.json', {'fixed': dict({
         'game': run.game, 'fraction': s.fraction, 'data_seed': s.data_seed, 'seed': run.seed,
@@ -219,6 +224,53 @@ def test_run_directories_with_other_settings_stop_the_plan(tmp_path):
   with pytest.raises(SystemExit, match='fraction: 0.5 recorded'):
     pf.run(_flags(f'--root_dir={tmp_path}', '--games=MinAtar-Breakout', '--seeds=1',
                   '--dry_run'))
+
+
+def test_figures_at_another_alpha_reuse_data_and_bc_runs(tmp_path, capsys):
+  root = str(tmp_path)
+  base = ('--games=MinAtar-Breakout', '--seeds=1', '--figures=2', f'--root_dir={root}')
+  study = {r.method: r for r in pf.make_plan(_flags(*base))['runs']}
+  for run in study.values():
+    _write_run(run, [(1000, 1.0), (2000, 2.0)])
+  plan = pf.make_plan(_flags(*base, '--cql_alpha=0.5'))
+  runs = {r.method: r for r in plan['runs']}
+  game_dir = os.path.join(root, 'runs', 'MinAtar-Breakout')
+  assert list(runs) == ['cql_vit alpha=0.5', 'cql_vit_ts alpha=0.5', 'bc_vit', 'bc_vit_ts',
+                        'd3rlpy_cql alpha=0.5', 'd3rlpy_bc']
+  assert runs['cql_vit alpha=0.5'].path == os.path.join(game_dir, 'cql_vit_cql_alpha0.5_s0')
+  assert runs['d3rlpy_cql alpha=0.5'].path == os.path.join(game_dir,
+                                                           'd3rlpy_cql_cql_alpha0.5_s0')
+  # BC does not depend on alpha: the study's runs (finished) are this plan's too.
+  for method in ('bc_vit', 'bc_vit_ts', 'd3rlpy_bc'):
+    assert runs[method].path == study[method].path
+  to_run, finished = pf.pending(plan['runs'])
+  assert {r.method for r in finished} == {'bc_vit', 'bc_vit_ts', 'd3rlpy_bc'}
+  values = _gin_values(runs['cql_vit_ts alpha=0.5'].command)
+  assert values['CqlC51Agent.cql_alpha'] == 0.5
+  assert values['train_eval.method'] == 'cql_vit_ts alpha=0.5'
+  assert {k: values[k] for k in COMMON if k != 'CqlC51Agent.cql_alpha'} == {
+      k: v for k, v in COMMON.items() if k != 'CqlC51Agent.cql_alpha'}
+  d3 = runs['d3rlpy_cql alpha=0.5'].command
+  assert (_arg(d3, 'cql_alpha'), _arg(d3, 'method')) == ('0.5', 'd3rlpy_cql alpha=0.5')
+  assert [(name, len(rs)) for name, rs in plan['reports']] == [('figure2_cql_alpha0.5', 6)]
+  # The study's directories keep their names; data and reference scores are shared.
+  assert all(r.path == pf.run_dir(root, r.game, r.method, r.seed) for r in study.values())
+  pf.run(_flags(*base, '--cql_alpha=0.5', '--dry_run'))
+  assert '3 runs finished already, 3 to run' in capsys.readouterr().out
+  # Both CQL-only settings name the runs; a setting BC shares keeps the names
+  # (and the recorded-settings check stops a plan that would reuse them).
+  both = pf.make_plan(_flags(*base, '--cql_alpha=2', '--target_update_period=50',
+                             '--nod3rlpy'))
+  assert [r.method for r in both['runs']] == [
+      'cql_vit alpha=2 target=50', 'cql_vit_ts alpha=2 target=50', 'bc_vit', 'bc_vit_ts']
+  assert both['runs'][0].path == os.path.join(
+      game_dir, 'cql_vit_cql_alpha2_target_update_period50_s0')
+  lr = pf.make_plan(_flags(*base, '--learning_rate=1e-4', '--nod3rlpy'))
+  assert [r.path for r in lr['runs']] == [study[m].path for m in
+                                          ('cql_vit', 'cql_vit_ts', 'bc_vit', 'bc_vit_ts')]
+  assert lr['reports'][0][0] == 'figure2'
+  with pytest.raises(pf.PlanError, match='learning_rate: 0.0003 recorded, 0.0001 planned'):
+    pf.pending(lr['runs'])
 
 
 @pytest.mark.parametrize('args, message', [
