@@ -105,13 +105,14 @@ rates above were measured under load); `--figures=2,3,4` adds 4 methods x 6
 = 24 runs (+36 min), `--nod3rlpy` saves 44 min, `--train_steps` scales the
 training part linearly.
 
-The sweep's estimate uses the same rates (no sweep run has been measured),
-plus, for fractions above 10%, the extra transitions loaded into Reverb at
-~5,300 transitions/s (README, bench/pipeline.py): per seed 12 runs of 2,000
-updates (~3 min each; fraction 1.0 ~17 s more), one of 6,000 (~8 min) and
-bc_vit at the defaults (~3 min, unless the study ran it): ~47 min for the
-default 2 seeds, ~71 min for 3, + data and reference scores (~6 min) if the
-study has not made them.
+The sweep's estimate uses the same rates, plus, for fractions above 10%, the
+extra transitions loaded into Reverb at ~5,300 transitions/s (README,
+bench/pipeline.py): per seed 12 runs of 2,000 updates (~3 min each; fraction
+1.0 ~17 s more), two of 6,000 (CQL and BC, ~8 min each) and bc_vit at the
+defaults (~3 min, unless the study ran it): ~55 min for the default 2 seeds,
+~83 min for 3, + data and reference scores (~6 min) if the study has not made
+them. Measured on the idle machine, 2 at a time: 67-174 s per run of 2,000
+updates, 248 s for one of 6,000 (the model is conservative there).
 """
 import collections
 import dataclasses
@@ -187,6 +188,8 @@ SWEEP_FACTORS = {
     'train_steps': ('updates', int, ('6000',)),
     'fraction': ('fraction', float, ('0.05', '0.3', '1.0')),
 }
+# Swept factors BC is also run at, to compare like with like (BC at 6,000 updates).
+SWEEP_BC_FACTORS = ('train_steps',)
 # Table 2's values of the swept factors (common.gin); 6.25M updates = 100 x 62.5K.
 # The factors only CQL runs depend on (BC runs at another value are the same runs).
 CQL_ONLY_FACTORS = ('cql_alpha', 'target_update_period')
@@ -445,15 +448,20 @@ def sweep_points(centre: Settings, values: Mapping[str, Sequence[Any]]) -> List[
 
 def sweep_runs(root: str, game: str, method: str, seeds: int, points: Sequence[SweepPoint]
                ) -> List[PlannedRun]:
-  """Each point of the sweep with `seeds` seeds, seed by seed, plus BC at the
-  defaults (SWEEP_METHODS[method]: the study's own run directories)."""
-  runs = []
+  """Each point of the sweep with `seeds` seeds, seed by seed, plus BC
+  (SWEEP_METHODS[method]) at the defaults (the study's own run directories)
+  and at each point of SWEEP_BC_FACTORS (more updates for CQL: for BC too)."""
+  runs, bc = [], SWEEP_METHODS[method]
   for seed in range(seeds):
     for point in points:
       path = os.path.join(root, 'sweep', game, f'{method}_{point.suffix}_s{seed}')
       runs.append(our_run(root, game, method, seed, point.settings,
                           label=f'{method} {point.label}', path=path))
-    runs.append(our_run(root, game, SWEEP_METHODS[method], seed, points[0].settings))
+    runs.append(our_run(root, game, bc, seed, points[0].settings))
+    for point in (p for p in points if p.factor in SWEEP_BC_FACTORS):
+      path = os.path.join(root, 'sweep', game, f'{bc}_{point.suffix}_s{seed}')
+      runs.append(our_run(root, game, bc, seed, point.settings, label=f'{bc} {point.label}',
+                          path=path))
   return runs
 
 
@@ -746,15 +754,25 @@ def sweep_table(runs: Sequence[PlannedRun], method: str, points: Sequence[SweepP
     delta = (f'{np.mean(finals) - np.mean(base):+.2f}' if base and point.factor else '')
     lines.append(f'| {name} | {what} | {np.mean(finals):.2f} | '
                  f'{[round(x, 2) for x in finals]} | {delta} |')
-  bc_finals = results.get((game, bc), {'finals': []})['finals']
-  lines.append(f'| {bc} | BC at the defaults (Figure 2\'s runs) | ' + (
-      f'{np.mean(bc_finals):.2f} | {[round(x, 2) for x in bc_finals]} | |' if bc_finals
-      else '(not run) | | |'))
+  bc_rows = [(bc, 'BC at the defaults (Figure 2\'s runs)', None)] + [
+      (f'{bc} {p.label}', f'BC at {p.factor} {p.value:g}', p) for p in points
+      if p.factor in SWEEP_BC_FACTORS]
+  bc_means = {}
+  for name, what, point in bc_rows:
+    finals = results.get((game, name), {'finals': []})['finals']
+    if finals:
+      bc_means[None if point is None else f'{method} {point.label}'] = np.mean(finals)
+    lines.append(f'| {name} | {what} | ' + (
+        f'{np.mean(finals):.2f} | {[round(x, 2) for x in finals]} | |' if finals
+        else '(not run) | | |'))
   if scored:
     best, name = max(scored)
+    bc_at_best = bc_means.get(name, bc_means.get(None))
+    bc_name = bc if name not in bc_means else f'{bc} {name[len(method) + 1:]}'
     lines += ['', f'Best setting found (highest mean final return): `{name}`, {best:.2f}; '
               + (f'the defaults: {np.mean(base):.2f}; ' if base else 'the defaults: not run; ')
-              + (f'{bc}: {np.mean(bc_finals):.2f}.' if bc_finals else f'{bc}: not run.')
+              + (f'{bc_name}: {bc_at_best:.2f}.' if bc_at_best is not None
+                 else f'{bc_name}: not run.')
               + ' With so few seeds, read the IQM and 95% CIs of report.md before calling a '
               'difference real.']
   return '\n'.join(lines)
@@ -842,9 +860,11 @@ def print_plan(plan: Dict[str, Any], f) -> None:
   methods = list(dict.fromkeys(r.method for r in runs))
   seeds = len({r.seed for r in runs})
   if plan['sweep']:
+    bc_also = ''.join(f' and at {p.label}' for p in plan['sweep']['points']
+                      if p.factor in SWEEP_BC_FACTORS)
     head = (f'Plan: sweep of {plan["sweep"]["method"]} on {games[0]}, {seeds} seeds, '
             f'{len(plan["sweep"]["points"])} settings + {SWEEP_METHODS[plan["sweep"]["method"]]} '
-            f'at the defaults.\nDefaults: {describe_defaults(plan["sweep"]["points"][0].settings)}'
+            f'at the defaults{bc_also}.\nDefaults: {describe_defaults(plan["sweep"]["points"][0].settings)}'
             f'.\nSettings: {", ".join(methods)}')
   else:
     head = (f'Plan: figures {",".join(f.figures)} on {", ".join(games)}; {seeds} seeds; '

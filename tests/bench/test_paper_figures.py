@@ -300,9 +300,16 @@ def test_sweep_varies_one_factor_at_a_time_around_the_defaults(tmp_path):
   assert [p.label for p in points] == labels
   assert [p.role for p in points if p.role] == ['defaults'] + ["Table 2's value"] * 3
   assert points[0].settings == pf.Settings()
-  assert len(runs) == 2 * (len(labels) + 1) and len({r.path for r in runs}) == len(runs)
-  assert [r.method for r in runs[:len(labels) + 1]] == [f'cql_vit {l}' for l in labels] + [
-      'bc_vit']
+  assert len(runs) == 2 * (len(labels) + 2) and len({r.path for r in runs}) == len(runs)
+  assert [r.method for r in runs[:len(labels) + 2]] == [f'cql_vit {l}' for l in labels] + [
+      'bc_vit', 'bc_vit updates=6000']
+  # BC at 6,000 updates too: its own directory, BC's network, 6,000 updates.
+  bc_long = runs[len(labels) + 1]
+  assert bc_long.path == os.path.join(root, 'sweep', game, 'bc_vit_train_steps6000_s0')
+  values = _gin_values(bc_long.command)
+  assert (values['train_eval.num_train_steps'], values['train_eval.method']) == (
+      6000, 'bc_vit updates=6000')
+  assert tuple(values[k] for k in NETWORK_KEYS) == NETWORKS['bc_vit']
   # BC at the defaults is Figure 2's run: same directory and command as the study's.
   study = pf.make_plan(_flags(f'--root_dir={root}'))['runs']
   for bc in (r for r in runs if r.method == 'bc_vit'):
@@ -342,10 +349,12 @@ def test_sweep_flags_choose_values_game_and_method(tmp_path):
 def test_sweep_dry_run_and_estimate(tmp_path, capsys):
   pf.run(_flags(f'--root_dir={tmp_path}', '--sweep', '--dry_run'))
   out = capsys.readouterr().out
-  assert 'Plan: sweep of cql_vit on MinAtar-Breakout, 2 seeds, 13 settings + bc_vit' in out
+  assert ('Plan: sweep of cql_vit on MinAtar-Breakout, 2 seeds, 13 settings + bc_vit at the '
+          'defaults and at updates=6000.') in out
   assert ('Defaults: cql_alpha 0.05 (= Table 2), learning_rate 0.0003 (Table 2: 1e-05), '
           'target_update_period 200 (Table 2: 2000)') in out
-  assert 'about 53 min for the whole plan (runs 47 min' in out
+  assert 'about 61 min for the whole plan (runs 55 min' in out
+  assert '| bc_vit updates=6000 | s1 | 6000 updates | ~8.0 min | to run |' in out
   assert '| cql_vit updates=6000 | s0 | 6000 updates | ~8.0 min | to run |' in out
   # Fraction 1.0 loads 90K transitions more than the measured 10K, at 5,300/s.
   runs = pf.make_plan(_flags(f'--root_dir={tmp_path}', '--sweep'))['runs']
@@ -358,7 +367,7 @@ def test_sweep_dry_run_and_estimate(tmp_path, capsys):
 def test_sweep_table_and_raw_table_say_which_is_which(tmp_path):
   plan = pf.make_plan(_flags(
       f'--root_dir={tmp_path}', '--sweep', '--sweep_seeds=1', '--sweep_cql_alpha=0.5',
-      '--sweep_learning_rate=', '--sweep_target_update_period=', '--sweep_train_steps=',
+      '--sweep_learning_rate=', '--sweep_target_update_period=', '--sweep_train_steps=4000',
       '--sweep_fraction=0.05'))
   runs = {r.method: r for r in plan['runs']}
   _write_run(runs['cql_vit defaults'], [(1000, 0.5), (2000, 1.0)])
@@ -371,8 +380,16 @@ def test_sweep_table_and_raw_table_say_which_is_which(tmp_path):
   assert ("| cql_vit fraction=0.05 (Table 2) | fraction 0.05, Table 2's value | (not run) |"
           in table)
   assert "| bc_vit | BC at the defaults (Figure 2's runs) | 1.50 | [1.5] | |" in table
+  assert '| bc_vit updates=4000 | BC at train_steps 4000 | (not run) | | |' in table
   assert ('Best setting found (highest mean final return): `cql_vit alpha=0.5`, 2.00; '
           'the defaults: 1.00; bc_vit: 1.50.') in table
+  # When more updates win, the best setting stands beside BC with as many updates.
+  _write_run(runs['cql_vit updates=4000'], [(2000, 2.0), (4000, 3.0)])
+  _write_run(runs['bc_vit updates=4000'], [(2000, 1.5), (4000, 2.5)])
+  table = pf.sweep_table(plan['runs'], 'cql_vit', plan['sweep']['points'])
+  assert '| bc_vit updates=4000 | BC at train_steps 4000 | 2.50 | [2.5] | |' in table
+  assert ('Best setting found (highest mean final return): `cql_vit updates=4000`, 3.00; '
+          'the defaults: 1.00; bc_vit updates=4000: 2.50.') in table
   scores = str(tmp_path / 'scores.json')
   normalization.write_reference_scores(
       scores, {'MinAtar-Breakout': normalization.ReferenceScores(random=0.5, dqn_replay=1.2)})
@@ -392,7 +409,7 @@ def test_smoke_shrinks_everything_not_given(tmp_path):
   plan = pf.make_plan(f)
   assert [r.method for r in plan['runs'] if r.seed == 0] == [
       'cql_vit defaults', 'cql_vit alpha=0.5', 'cql_vit lr=0.001', 'cql_vit target=50',
-      'cql_vit updates=200', 'cql_vit fraction=1', 'bc_vit']
+      'cql_vit updates=200', 'cql_vit fraction=1', 'bc_vit', 'bc_vit updates=200']
 
 
 def test_learning_benchmark_command_uses_the_shared_builder():
