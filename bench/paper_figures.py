@@ -52,7 +52,10 @@ The figures at another CQL alpha or target period (e.g. the sweep's best,
 defaults, are in the names of the CQL runs (`runs/{game}/cql_vit_cql_alpha0.5_s0`,
 reported as `cql_vit alpha=0.5`) and of the reports (`report/figure2_cql_alpha0.5/`).
 BC has neither, so such a plan reuses the data, the reference scores and the
-BC runs already made. Other settings change every run: another `--root_dir`.
+BC runs already made. Other settings (learning rate, fraction, updates) change
+every run: `--tag=NAME` puts such a variant's runs in `{root_dir}/runs_NAME/`
+and its reports in `report/figure{N}_NAME/`, sharing the data and reference
+scores (`--train_steps=6000 --tag=updates6000`).
 
 The tuning sweep (`--sweep`, instead of the figures; issue 11: if CQL does
 not beat BC, which setting holds it back?): `--sweep_method` (cql_vit) on
@@ -118,6 +121,7 @@ import collections
 import dataclasses
 import json
 import os
+import re
 import sys
 import threading
 import time
@@ -249,6 +253,10 @@ def define_flags(flag_values=flags.FLAGS):
   flags.DEFINE_integer('random_episodes', 300, 'Episodes of random play for the 0 of the score.',
                        **fv)
   flags.DEFINE_integer('reps', 1000, 'Bootstrap resamples of the reports.', **fv)
+  flags.DEFINE_string('tag', '', 'A variant of the figures at other settings than the runs in '
+                      'runs/ (e.g. --train_steps): its runs go to {root_dir}/runs_{tag}/, its '
+                      'reports to report/figure{N}_{tag}/; data and reference scores are shared.',
+                      **fv)
   flags.DEFINE_bool('sweep', False, 'Run the CQL tuning sweep (one factor at a time around the '
                     'defaults, see the docstring) instead of the figures.', **fv)
   flags.DEFINE_string('sweep_game', None, 'Game of the sweep (default: the first of --games).',
@@ -338,14 +346,15 @@ def settings_label(settings: Settings, method: Optional[str] = None) -> str:
 
 
 def run_dir(root: str, game: str, method: str, seed: int,
-            settings: Settings = DEFAULTS) -> str:
+            settings: Settings = DEFAULTS, tag: str = '') -> str:
   """`{root}/runs/{game}/{method}_s{seed}`; CQL's alpha and target period, if
   off the defaults, are in a CQL run's name (`cql_vit_cql_alpha0.5_s0`), so a
-  study at another alpha reuses the data, the reference scores and the BC runs
-  (other settings change every run: they need another root_dir)."""
+  study at another alpha reuses the data, the reference scores and the BC runs.
+  Other settings change every run: a `tag` keeps such a variant's runs apart,
+  in `{root}/runs_{tag}/` (the data and reference scores still shared)."""
   suffix = settings_suffix(settings, method)
-  return os.path.join(root, 'runs', game, f'{method}_{suffix}_s{seed}' if suffix
-                      else f'{method}_s{seed}')
+  return os.path.join(root, f'runs_{tag}' if tag else 'runs', game,
+                      f'{method}_{suffix}_s{seed}' if suffix else f'{method}_s{seed}')
 
 
 def transitions_path(root: str, game: str, settings: Settings) -> str:
@@ -354,11 +363,12 @@ def transitions_path(root: str, game: str, settings: Settings) -> str:
 
 
 def our_run(root: str, game: str, method: str, seed: int, settings: Settings,
-            label: Optional[str] = None, path: Optional[str] = None) -> PlannedRun:
+            label: Optional[str] = None, path: Optional[str] = None,
+            tag: str = '') -> PlannedRun:
   """A `launch/train.py` run of `method` (METHODS); `label` names it in the
   reports (default `method`), `path` is its directory (default `run_dir`)."""
   label = label or settings_label(settings, method)
-  path = path or run_dir(root, game, method, seed, settings)
+  path = path or run_dir(root, game, method, seed, settings, tag)
   gin_file, extra = METHODS[method]
   s = settings
   bindings = experiments.dopamine_run_bindings(
@@ -374,13 +384,15 @@ def our_run(root: str, game: str, method: str, seed: int, settings: Settings,
   return PlannedRun(game, label, seed, path, command, settings, 'ours')
 
 
-def d3rlpy_run(root: str, game: str, method: str, seed: int, settings: Settings) -> PlannedRun:
+def d3rlpy_run(root: str, game: str, method: str, seed: int, settings: Settings,
+               tag: str = '') -> PlannedRun:
   """`run_reference.py` with the settings of our runs (n_step 3: common.gin's)."""
-  s, path = settings, run_dir(root, game, method, seed, settings)
+  s, path = settings, run_dir(root, game, method, seed, settings, tag)
   command = [
       'bench/d3rlpy_reference/run_reference.py',
       f'--root_dir={path}', f'--algo={D3RLPY_METHODS[method]}',
-      f'--method={settings_label(settings, method)}', f'--game={game}', f'--data_source=dopamine:{replay_dir(root, game)}',
+      f'--method={settings_label(settings, method)}', f'--game={game}',
+      f'--data_source=dopamine:{replay_dir(root, game)}',
       f'--fraction={s.fraction}', '--subset_mode=uniform', f'--data_seed={s.data_seed}',
       '--n_step=3', f'--transitions={transitions_path(root, game, s)}', f'--seed={seed}',
       f'--batch_size={s.batch_size}', f'--num_train_steps={s.train_steps}',
@@ -397,14 +409,15 @@ def d3rlpy_run(root: str, game: str, method: str, seed: int, settings: Settings)
 
 
 def figure_runs(root: str, figures: Sequence[str], games: Sequence[str], seeds: int,
-                settings: Settings, d3rlpy: bool = True, extra=()) -> List[PlannedRun]:
+                settings: Settings, d3rlpy: bool = True, extra=(),
+                tag: str = '') -> List[PlannedRun]:
   """Every run of the figures' plan: seed by seed, game by game, method by method."""
   runs = []
   for seed in range(seeds):
     for game in games:
       for method in planned_methods(figures, d3rlpy, extra):
         make = d3rlpy_run if method in D3RLPY_METHODS else our_run
-        runs.append(make(root, game, method, seed, settings))
+        runs.append(make(root, game, method, seed, settings, tag=tag))
   return runs
 
 
@@ -511,7 +524,8 @@ def pending(runs: Sequence[PlannedRun]) -> Tuple[List[PlannedRun], List[PlannedR
   if conflicts:
     raise PlanError('these run directories were started with other settings than this plan '
                     "gives them (the flags changed since?):\n" + '\n'.join(conflicts) +
-                    '\nRun with the settings they were started with, or use another --root_dir.')
+                    '\nRun with the settings they were started with, or use another --root_dir '
+                    '(or, for the figures, a --tag).')
   finished = [r for r in runs if is_finished(r.path, r.settings.train_steps)]
   return [r for r in runs if r not in finished], finished
 
@@ -827,6 +841,11 @@ def make_plan(f) -> Dict[str, Any]:
                          '--parallel must be >= 1')
   if not 0 < f.fraction <= 1:
     raise app.UsageError(f'--fraction must be in (0, 1], got {f.fraction}')
+  if f.tag and not re.fullmatch(r'[A-Za-z0-9_.=-]+', f.tag):
+    raise app.UsageError(f'--tag: {f.tag!r} is not a plain name (letters, digits, _ . = -)')
+  if f.tag and f.sweep:
+    raise app.UsageError('--tag is for the figures; a sweep at other defaults needs another '
+                         '--root_dir')
   root = os.path.abspath(f.root_dir)
   settings = Settings.from_flags(f)
   if f.sweep:
@@ -842,8 +861,9 @@ def make_plan(f) -> Dict[str, Any]:
     return dict(runs=runs, games=games, root=root, reports=[(f'sweep_{games[0]}', runs)],
                 sweep=dict(method=f.sweep_method, points=points))
   games = check_games(f.games, '--games')
-  runs = figure_runs(root, f.figures, games, f.seeds, settings, f.d3rlpy, f.extra_methods)
-  reports, suffix = [], settings_suffix(settings)
+  runs = figure_runs(root, f.figures, games, f.seeds, settings, f.d3rlpy, f.extra_methods,
+                     tag=f.tag)
+  reports, suffix = [], '_'.join(filter(None, [settings_suffix(settings), f.tag]))
   for figure in f.figures:
     labels = {settings_label(settings, m)
               for m in figure_methods(figure, f.d3rlpy, f.extra_methods)}
@@ -862,10 +882,11 @@ def print_plan(plan: Dict[str, Any], f) -> None:
   if plan['sweep']:
     bc_also = ''.join(f' and at {p.label}' for p in plan['sweep']['points']
                       if p.factor in SWEEP_BC_FACTORS)
-    head = (f'Plan: sweep of {plan["sweep"]["method"]} on {games[0]}, {seeds} seeds, '
-            f'{len(plan["sweep"]["points"])} settings + {SWEEP_METHODS[plan["sweep"]["method"]]} '
-            f'at the defaults{bc_also}.\nDefaults: {describe_defaults(plan["sweep"]["points"][0].settings)}'
-            f'.\nSettings: {", ".join(methods)}')
+    sweep = plan['sweep']
+    head = (f'Plan: sweep of {sweep["method"]} on {games[0]}, {seeds} seeds, '
+            f'{len(sweep["points"])} settings + {SWEEP_METHODS[sweep["method"]]} '
+            f'at the defaults{bc_also}.\nDefaults: '
+            f'{describe_defaults(sweep["points"][0].settings)}.\nSettings: {", ".join(methods)}')
   else:
     head = (f'Plan: figures {",".join(f.figures)} on {", ".join(games)}; {seeds} seeds; '
             f'methods {", ".join(methods)}; {s.fraction:g} uniform subsets of '

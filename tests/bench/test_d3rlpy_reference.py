@@ -204,4 +204,5 @@ def test_resume_check_ignores_cql_settings_for_bc(tmp_path):
       with pytest.raises(Exception, match="cql_alpha: saved 0.05, now 0.5"):
         run_reference._check_resume(path, changed)    # pylint: disable=protected-access
     with pytest.raises(Exception, match='batch_size: saved 0, now 64'):
-      run_reference._check_resume(path, dict(saved, batch_size=64))  # pylint: disable=protected-access
+      # pylint: disable-next=protected-access
+      run_reference._check_resume(path, dict(saved, batch_size=64))

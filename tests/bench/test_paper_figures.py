@@ -273,7 +273,37 @@ def test_figures_at_another_alpha_reuse_data_and_bc_runs(tmp_path, capsys):
     pf.pending(lr['runs'])
 
 
+def test_a_tag_keeps_a_variant_apart_and_shares_the_data(tmp_path):
+  root = str(tmp_path)
+  base = ('--games=MinAtar-Breakout', '--seeds=1', '--figures=2', '--nod3rlpy',
+          f'--root_dir={root}')
+  study = pf.make_plan(_flags(*base))['runs']
+  for run in study:
+    _write_run(run, [(2000, 1.0)])
+  plan = pf.make_plan(_flags(*base, '--train_steps=6000', '--tag=updates6000'))
+  runs = plan['runs']
+  assert [r.path for r in runs] == [
+      os.path.join(root, 'runs_updates6000', 'MinAtar-Breakout', f'{m}_s0')
+      for m in ('cql_vit', 'cql_vit_ts', 'bc_vit', 'bc_vit_ts')]
+  assert [r.method for r in runs] == ['cql_vit', 'cql_vit_ts', 'bc_vit', 'bc_vit_ts']
+  assert [name for name, _ in plan['reports']] == ['figure2_updates6000']
+  to_run, _ = pf.pending(runs)             # nothing recorded there: no conflict, all to run
+  assert to_run == runs
+  values = _gin_values(runs[2].command)
+  assert values['train_eval.num_train_steps'] == 6000
+  assert values['train_eval.data_source'] == f'dopamine:{pf.replay_dir(root, "MinAtar-Breakout")}'
+  # Without the tag the same flags meet the study's runs, and the error says what to do.
+  with pytest.raises(pf.PlanError, match='or, for the figures, a --tag'):
+    pf.pending(pf.make_plan(_flags(*base, '--learning_rate=1e-4'))['runs'])
+  both = pf.make_plan(_flags(*base, '--cql_alpha=0.5', '--tag=t'))
+  assert both['reports'][0][0] == 'figure2_cql_alpha0.5_t'
+  assert both['runs'][0].path == os.path.join(root, 'runs_t', 'MinAtar-Breakout',
+                                              'cql_vit_cql_alpha0.5_s0')
+
+
 @pytest.mark.parametrize('args, message', [
+    (('--tag=a/b',), r"--tag: 'a/b' is not a plain name"),
+    (('--tag=x', '--sweep'), r'--tag is for the figures'),
     (('--figures=2,5',), r"--figures: unknown \['5'\]; choose from \['2', '3', '4'\]"),
     (('--games=MinAtar-Breakout,NoSuchGame',), r'--games: .*NoSuchGame'),
     (('--games=Hopper-v5',), r'--games: Hopper-v5 is a continuous-control environment'),
