@@ -68,13 +68,12 @@ def tail_mean(values: Sequence[Tuple[int, float]], tail: float) -> float:
 
 
 def num_actions(run_dir: str) -> int:
-  """The run's action count (its game, minimal or full set), from run_config.json."""
-  from tf_offline_q.envs import games  # pylint: disable=g-import-not-at-top
+  """The run's action count (train.py's rule, `fine_tune.action_count`), from run_config.json."""
+  from tf_offline_q.train import fine_tune  # pylint: disable=g-import-not-at-top
   with open(os.path.join(run_dir, 'run_config.json')) as f:
     fixed = json.load(f)['fixed']
-  if fixed.get('full_action_space'):
-    return games.full_action_count(fixed['game'])
-  return len(games.minimal_action_set(fixed['game']))
+  return fine_tune.action_count(fixed.get('games') or [fixed['game']],
+                                bool(fixed.get('full_action_space')))
 
 
 def diagnose(run_dir: str, tail: float) -> dict:
